@@ -1,0 +1,1 @@
+"""qfeat sweep: everything one job does — load, compress, measure, record."""

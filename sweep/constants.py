@@ -1,0 +1,44 @@
+"""Every output filename and results-column name in one place: the sweep/ ↔ analysis/ contract."""
+
+from pathlib import Path
+
+FEATURES_FILE = "features.parquet"
+SUMMARY_FILE = "summary.json"
+FAILURE_FILE = "failure.json"
+JOBS_DIR = "jobs"
+
+# Survival classes, in order of decreasing health.
+SURVIVED, BLURRED, DESTROYED, INACTIVE = "survived", "blurred", "destroyed", "inactive"
+CLASSES = (SURVIVED, BLURRED, DESTROYED)
+
+# features.parquet columns: name -> (dtype, meaning). Units: activations are SAE code units.
+# fp_* and the SAE weight statistics are full-precision only (the survival predictors);
+# q_*, firing_jaccard, rel_amplitude_error, r, silenced, class and damage need the compressed run.
+FEATURE_COLUMNS: dict[str, tuple[str, str]] = {
+    "sae": ("string", "SAE identifier (hook name) the feature belongs to"),
+    "feature": ("int64", "feature index within its SAE"),
+    "n_tokens": ("int64", "measured token positions (first position excluded by default)"),
+    "fp_active_count": ("int64", "tokens where the FP activation > 0"),
+    "fp_frequency": ("float64", "fp_active_count / n_tokens"),
+    "fp_mean": ("float64", "mean FP activation over all measured tokens"),
+    "fp_mean_active": ("float64", "mean FP activation over tokens where it fires (NaN if never)"),
+    "fp_std": ("float64", "population std of the FP activation"),
+    "fp_max": ("float64", "peak FP activation"),
+    "enc_norm": ("float64", "L2 norm of the feature's encoder column W_enc[:, j]"),
+    "dec_norm": ("float64", "L2 norm of the feature's decoder row W_dec[j]"),
+    "enc_bias": ("float64", "encoder bias b_enc[j]"),
+    "threshold": ("float64", "JumpReLU threshold (NaN for SAEs without one)"),
+    "q_active_count": ("int64", "tokens where the compressed activation > 0"),
+    "q_mean": ("float64", "mean compressed activation"),
+    "q_std": ("float64", "population std of the compressed activation"),
+    "firing_jaccard": ("float64", "|FP-active ∩ compressed-active| / |union| over tokens"),
+    "rel_amplitude_error": ("float64", "||q − fp||₂ / ||fp||₂ over tokens (NaN if fp ≡ 0)"),
+    "r": ("float64", "Pearson(FP, compressed) over tokens; 0 if silenced; NaN if FP constant"),
+    "active": ("bool", "fp_active_count ≥ survival.min_active_tokens"),
+    "silenced": ("bool", "compressed activation constant over all tokens"),
+    "class": ("string", "survived / blurred / destroyed for active features, else inactive"),
+    "damage": ("float64", "1 − r (NaN for inactive features)"),
+}
+
+# The embedded tiny model's packaged artefacts (built by `python -m sweep.tiny.build`).
+TINY_ASSETS = Path(__file__).resolve().parent / "tiny" / "assets"

@@ -1,0 +1,74 @@
+"""The measured token set: fixed-length BOS-prefixed sequences, deterministic given the seed."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from sweep.constants import TINY_ASSETS
+from sweep.errors import QfeatError
+from sweep.registry import Registry
+
+# A token source turns the data config into raw text.
+TOKEN_SOURCES: Registry[Callable[[DictConfig], str]] = Registry("data source")
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise QfeatError(f"text file {str(path)!r} does not exist")
+    return path.read_text(encoding="utf-8")
+
+
+@TOKEN_SOURCES.register("tiny_heldout")
+def tiny_heldout_text(cfg: DictConfig) -> str:
+    """Held-out documents of the tiny model's corpus, never seen in LM or SAE training."""
+    return _read_text(TINY_ASSETS / "heldout.txt")
+
+
+@TOKEN_SOURCES.register("text_file")
+def text_file(cfg: DictConfig) -> str:
+    """Any local UTF-8 text file given as data.path."""
+    if not cfg.path:
+        raise QfeatError("data.source=text_file needs data.path")
+    return _read_text(Path(cfg.path))
+
+
+def chunk_tokens(ids: list[int], seq_len: int, bos_id: int) -> torch.Tensor:
+    """Non-overlapping chunks of seq_len − 1 tokens, each prefixed with BOS: [n, seq_len]."""
+    body = seq_len - 1
+    n = len(ids) // body
+    chunks = torch.tensor(ids[: n * body], dtype=torch.long).reshape(n, body)
+    return torch.cat([torch.full((n, 1), bos_id, dtype=torch.long), chunks], dim=1)
+
+
+def build_token_sets(
+    cfg: DictConfig, tokenizer, n_calibration: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Measured sequences and a disjoint calibration slice, both drawn (seeded) from the source.
+
+    Returns ([n_sequences, seq_len], [n_calibration, seq_len]); chunks never overlap.
+    """
+    text = TOKEN_SOURCES.get(cfg.source)(cfg)
+    bos_id = tokenizer.bos_token_id
+    if bos_id is None:
+        raise QfeatError("the tokenizer defines no BOS token; cannot build BOS-prefixed sequences")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    chunks = chunk_tokens(ids, cfg.seq_len, bos_id)
+    needed = cfg.n_sequences + n_calibration
+    if len(chunks) < needed:
+        raise QfeatError(
+            f"token set too small: data {cfg.name!r} gives {len(chunks)} sequences of "
+            f"{cfg.seq_len} tokens, {needed} requested "
+            f"(data.n_sequences={cfg.n_sequences} + {n_calibration} for calibration)"
+        )
+    order = np.random.default_rng(cfg.seed).permutation(len(chunks))
+    measured = np.sort(order[: cfg.n_sequences])
+    calibration = np.sort(order[cfg.n_sequences : needed])
+    return chunks[torch.from_numpy(measured)], chunks[torch.from_numpy(calibration)]
+
+
+def build_token_set(cfg: DictConfig, tokenizer) -> torch.Tensor:
+    """The measured sequences alone: [n_sequences, seq_len]."""
+    return build_token_sets(cfg, tokenizer)[0]

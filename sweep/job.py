@@ -1,0 +1,262 @@
+"""Orchestration of one job: validate, skip if done, load, compress, measure, record."""
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+import sweep.compress  # noqa: F401  (registers the compressors)
+from sweep import tracking
+from sweep.constants import FAILURE_FILE, FEATURES_FILE, SUMMARY_FILE
+from sweep.data import build_token_sets
+from sweep.errors import QfeatError
+from sweep.measure import Measurement, compute_reference, kl_method, measure
+from sweep.models import (
+    load_hf_model,
+    load_tokenizer,
+    model_path,
+    resolve_device,
+    tl_processing,
+    to_hooked,
+)
+from sweep.overlap import damage_overlap
+from sweep.perplexity import sliding_window_loss
+from sweep.predict import predict_survival, sae_weight_stats
+from sweep.record import (
+    git_commit,
+    is_complete,
+    job_dir,
+    job_key,
+    library_versions,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from sweep.reference import Reference, check_cache_root, load_or_compute, reference_key
+from sweep.saes import SAES, check_sae_fits, check_sae_fits_config
+from sweep.schema import validate
+from sweep.survival import class_fractions, feature_frame
+from sweep.variants import Variants, build_variants
+
+log = logging.getLogger("qfeat")
+
+
+@contextmanager
+def stage(name: str, timings: dict[str, float]):
+    """Time a stage and log one line when it ends."""
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+    log.info("%-10s %7.2fs", name, timings[name])
+
+
+def sliding_ppl(model, tokens: torch.Tensor, stride: int, bos_id: int) -> float:
+    """Sliding-window perplexity of a model over the measured tokens as one stream."""
+    stream = tokens[:, 1:].reshape(-1)
+    return sliding_window_loss(model, stream, tokens.shape[1], stride, bos_id).perplexity
+
+
+def behaviour_metrics(result: Measurement, name: str) -> dict[str, float]:
+    """Perplexity, ΔPPL and KL of one variant against the FP model on the measured tokens."""
+    v = result.variants[name]
+    return {
+        "fp_ppl": result.fp_loss.perplexity,
+        "q_ppl": v.loss.perplexity,
+        "delta_ppl": v.loss.perplexity - result.fp_loss.perplexity,
+        "fp_loss": result.fp_loss.mean,
+        "q_loss": v.loss.mean,
+        "kl_mean": v.kl.mean,
+    }
+
+
+def matched_metrics(variants: Variants, frames: dict, result: Measurement) -> dict:
+    """Search outcome and the overlap of damage between the pruned and the reference model."""
+    ref = variants.models.keys() - {variants.primary}
+    (ref_name,) = ref
+    return {
+        "reference_method": ref_name,
+        "search": variants.match.as_dict(),
+        "reference": {
+            **class_fractions(frames[ref_name]),
+            **behaviour_metrics(result, ref_name),
+        },
+        "overlap": damage_overlap(frames[ref_name], frames[variants.primary]),
+    }
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one job and return its metrics (read back from disk when the job was already done)."""
+    wall = time.perf_counter()
+    validate(cfg)
+    key = job_key(cfg)
+    out = job_dir(cfg, key)
+    if is_complete(out, key):
+        log.info("skipped: complete result for key %s at %s", key, out)
+        return {**json.loads((out / SUMMARY_FILE).read_text())["metrics"], "skipped": True}
+    log.info("job %s -> %s", key, out)
+    with tracking.session(cfg, key) as wandb_run:
+        summary, frame = measure_job(cfg, key)
+        write_parquet_atomic(out / FEATURES_FILE, frame)
+        summary["wall_time_s"] = time.perf_counter() - wall
+        write_json_atomic(out / SUMMARY_FILE, summary)
+        tracking.log_result(wandb_run, summary, frame, cfg.wandb.log_table)
+    metrics = summary["metrics"]
+    log.info(
+        "done %s: %d/%d active features survived (%.1f%%), ppl %.3f -> %.3f",
+        key,
+        metrics["n_survived"],
+        metrics["n_active"],
+        100 * metrics["frac_survived"],
+        metrics["fp_ppl"],
+        metrics["q_ppl"],
+    )
+    return metrics
+
+
+def reference_identity(cfg: DictConfig, hf_model, processing: dict, first: int) -> dict:
+    """Everything besides the tokens that determines the FP reference."""
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model_revision": getattr(hf_model.config, "_commit_hash", None),
+        "sae": OmegaConf.to_container(cfg.sae, resolve=True),
+        "processing": processing,
+        "first": first,
+        "kl_top_k": cfg.eval.kl_top_k,
+        "sliding_window_stride": cfg.eval.sliding_window_stride,
+    }
+
+
+def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
+    """The heavy part of a job: load, compress, measure; returns (summary, features frame)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
+    device = resolve_device(cfg.runtime.device)
+    batch_size = cfg.runtime.batch_size
+    first = int(cfg.survival.exclude_first_position)
+    stride = cfg.eval.sliding_window_stride
+    timings: dict[str, float] = {}
+    check_cache_root(cfg.reference_cache)
+
+    with stage("tokens", timings):
+        tokenizer = load_tokenizer(cfg.model)
+        n_calibration = cfg.compression.calibration_sequences if cfg.compression.match else 0
+        tokens, calibration = build_token_sets(cfg.data, tokenizer, n_calibration)
+    with stage("load", timings):
+        sae = SAES.get(cfg.sae.name)(cfg.sae, device)
+        hf_model = load_hf_model(cfg.model, device)
+        check_sae_fits_config(sae, hf_model.config)
+        processing = tl_processing(sae.cfg.metadata.model_from_pretrained_kwargs)
+        to_tl = partial(to_hooked, path=model_path(cfg.model), processing=processing, device=device)
+    saes = {sae.cfg.metadata.hook_name: sae}
+
+    def compute_fp(fp_weights) -> Reference:
+        fp_model = to_tl(fp_weights)
+        check_sae_fits(sae, fp_model)
+        ref = compute_reference(
+            fp_model, saes, tokens, batch_size, first, cfg.eval.kl_top_k, cfg.runtime.progress
+        )
+        if stride:
+            ref.sliding_ppl = sliding_ppl(fp_model, tokens, stride, tokenizer.bos_token_id)
+        return ref
+
+    with stage("reference", timings):
+        ref_key = reference_key(reference_identity(cfg, hf_model, processing, first), tokens)
+        reference, computed = load_or_compute(
+            cfg.reference_cache, ref_key, partial(compute_fp, hf_model)
+        )
+        log.info("FP reference %s %s", ref_key, "computed" if computed else "loaded from cache")
+    with stage("compress", timings):
+        variants = build_variants(cfg, hf_model, to_tl, calibration, batch_size)
+        del hf_model
+        hook = check_sae_fits(sae, variants.models[variants.primary])
+    with stage("measure", timings):
+        result = measure(
+            reference, variants.models, saes, tokens, batch_size, first, cfg.runtime.progress
+        )
+    if stride:
+        with stage("sliding", timings):
+            sliding = {
+                name: sliding_ppl(model, tokens, stride, tokenizer.bos_token_id)
+                for name, model in variants.models.items()
+            }
+    vocab = variants.models[variants.primary].cfg.d_vocab
+    with stage("record", timings):
+        weights = sae_weight_stats(sae)
+        frames = {
+            name: feature_frame(v.stats[hook], hook, cfg.survival, weights)
+            for name, v in result.variants.items()
+        }
+        frame = frames[variants.primary]
+        metrics = {
+            **class_fractions(frame),
+            **behaviour_metrics(result, variants.primary),
+            "n_sequences": len(tokens),
+            "kl_method": kl_method(reference.topk_ids.shape[-1], vocab),
+            "n_measured_tokens": result.variants[variants.primary].stats[hook].n,
+            "n_predicted_tokens": result.fp_loss.count,
+            "n_compressed_matrices": variants.n_matrices,
+            "sparsity": variants.sparsity,
+        }
+        metrics["frac_degraded"] = 1.0 - metrics["frac_survived"]
+        if stride:
+            metrics["fp_ppl_sliding"] = reference.sliding_ppl
+            metrics["q_ppl_sliding"] = sliding[variants.primary]
+            metrics["delta_ppl_sliding"] = sliding[variants.primary] - reference.sliding_ppl
+        summary = {
+            "key": key,
+            "status": "complete",
+            "created": datetime.now(timezone.utc).isoformat(),
+            "git_commit": git_commit(),
+            "versions": library_versions(),
+            "device": str(device),
+            "model": cfg.model.name,
+            "sae": hook,
+            "compression": cfg.compression.name,
+            "bits": cfg.bits,
+            "reference": {"key": ref_key, "computed": computed},
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "metrics": metrics,
+            "prediction": predict_survival(frame, seed=cfg.seed),
+            "matched": matched_metrics(variants, frames, result) if variants.match else None,
+            "timings_s": timings,
+        }
+    return summary, frame
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _record_failure(cfg: DictConfig, err: BaseException) -> None:
+    try:
+        out = job_dir(cfg, job_key(cfg))
+    except Exception:  # the config itself may be what failed
+        return
+    write_json_atomic(
+        Path(out) / FAILURE_FILE,
+        {"error": f"{type(err).__name__}: {err}", "time": datetime.now(timezone.utc).isoformat()},
+    )
+
+
+def run_safely(cfg: DictConfig) -> dict | None:
+    """Run a job; in a multirun a failure is logged and recorded, not fatal to the sweep."""
+    try:
+        return run(cfg)
+    except Exception as err:
+        if isinstance(err, QfeatError):
+            log.error("qfeat: error: %s", err)
+        else:
+            log.exception("job failed")
+        _record_failure(cfg, err)
+        if not _is_multirun():
+            raise SystemExit(2 if isinstance(err, QfeatError) else 1) from err
+        return None

@@ -1,0 +1,200 @@
+"""One streaming pass over the token set: SAE codes, per-feature statistics and loss together."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from sae_lens import SAE
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from sweep.errors import QfeatError
+from sweep.reference import Reference, SparseCodes
+from sweep.stats import PairStats
+
+
+@dataclass
+class LossTotals:
+    """Summed next-token cross-entropy (nats, float64) and the number of predicted tokens."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, nll: torch.Tensor) -> None:
+        """Accumulate a tensor of per-token negative log-likelihoods."""
+        self.total += float(nll.to(torch.float64).sum())
+        self.count += nll.numel()
+
+    @property
+    def mean(self) -> float:
+        """Mean cross-entropy per predicted token."""
+        return self.total / self.count
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean next-token cross-entropy)."""
+        return float(torch.tensor(self.mean, dtype=torch.float64).exp())
+
+
+def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Per-position NLL of tokens[:, 1:] under logits[:, :-1], in float32 or wider."""
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logprobs.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def hooked_forward(
+    model: HookedTransformer, tokens: torch.Tensor, hooks: list[str]
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Logits and the activations at `hooks` from a single forward pass."""
+    acts: dict[str, torch.Tensor] = {}
+
+    def keep(value: torch.Tensor, hook) -> None:
+        acts[hook.name] = value.detach()
+
+    logits = model.run_with_hooks(
+        tokens, return_type="logits", fwd_hooks=[(name, keep) for name in hooks]
+    )
+    return acts, logits
+
+
+def require_finite(tensor: torch.Tensor, where: str, side: str, batch: int) -> None:
+    """Refuse to measure NaN/inf: a result built on them would look valid and be wrong."""
+    if not torch.isfinite(tensor).all():
+        raise QfeatError(f"non-finite values at {where} in the {side} model (batch {batch})")
+
+
+def encode_codes(sae: SAE, acts: torch.Tensor, first: int) -> torch.Tensor:
+    """SAE codes of [batch, pos, d_in] activations from position `first` on: [tokens, d_sae]."""
+    x = acts[:, first:].to(sae.W_enc.dtype)
+    return sae.encode(x.reshape(-1, x.shape[-1]))
+
+
+def batches(tokens: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive row blocks of the token set."""
+    for start in range(0, len(tokens), batch_size):
+        yield tokens[start : start + batch_size]
+
+
+def topk_logprobs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k next-token log-probabilities and ids at every predicting position."""
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
+    return values, ids.to(torch.int32)
+
+
+def bucketed_kl(fp_top: torch.Tensor, fp_ids: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(P_fp ‖ P_q) over the FP top-k tokens plus one bucket holding all other tokens.
+
+    By the data-processing inequality this is a lower bound of the full-vocabulary KL, and it is
+    exact when k covers the vocabulary. It needs only the FP top-k, so FP logits are never kept.
+    """
+    q = torch.log_softmax(q_logits[:, :-1].float(), dim=-1).gather(-1, fp_ids.long())
+    p_top = fp_top.exp()
+    head = (p_top * (fp_top - q)).sum(-1)
+    tail_p = (1 - p_top.sum(-1)).clamp_min(0)
+    tail_q = (1 - q.exp().sum(-1)).clamp_min(1e-30)
+    return head + torch.xlogy(tail_p, tail_p) - torch.xlogy(tail_p, tail_q)
+
+
+def kl_method(k: int, vocab: int) -> str:
+    """How the reported KL was computed."""
+    if k >= vocab:
+        return f"exact (top-{k} covers the {vocab}-token vocabulary)"
+    return f"top-{k} + tail bucket (lower bound of the exact KL; vocabulary {vocab})"
+
+
+def _progress(iterable, total: int, desc: str, progress: bool):
+    return tqdm(iterable, total=total, desc=desc, disable=None if progress else True)
+
+
+@torch.no_grad()
+def compute_reference(
+    fp_model: HookedTransformer,
+    saes: dict[str, SAE],
+    tokens: torch.Tensor,
+    batch_size: int,
+    first: int,
+    kl_top_k: int,
+    progress: bool = True,
+) -> Reference:
+    """One FP pass: sparse SAE codes per hook, per-token loss and top-k log-probs."""
+    device = fp_model.cfg.device
+    hooks = list(saes)
+    codes: dict[str, list[torch.Tensor]] = {hook: [] for hook in hooks}
+    nll, top, ids = [], [], []
+    n_batches = (len(tokens) + batch_size - 1) // batch_size
+    for i, batch in enumerate(_progress(batches(tokens, batch_size), n_batches, "FP", progress)):
+        batch = batch.to(device)
+        acts, logits = hooked_forward(fp_model, batch, hooks)
+        for hook in hooks:
+            require_finite(acts[hook], hook, "full-precision", i)
+        require_finite(logits, "logits", "full-precision", i)
+        for hook, sae in saes.items():
+            codes[hook].append(encode_codes(sae, acts[hook], first))
+        nll.append(next_token_nll(logits, batch).cpu())
+        values, index = topk_logprobs(logits, kl_top_k)
+        top.append(values.cpu())
+        ids.append(index.cpu())
+    return Reference(
+        codes={h: SparseCodes.from_dense_batches(c, saes[h].cfg.d_sae) for h, c in codes.items()},
+        nll=torch.cat(nll),
+        topk_logprobs=torch.cat(top),
+        topk_ids=torch.cat(ids),
+        sliding_ppl=None,
+    )
+
+
+@dataclass
+class VariantMeasurement:
+    """What one compressed variant produced against the FP reference."""
+
+    stats: dict[str, PairStats]
+    loss: LossTotals = field(default_factory=LossTotals)
+    kl: LossTotals = field(default_factory=LossTotals)
+
+
+@dataclass
+class Measurement:
+    """The FP loss and, per compressed variant, paired SAE statistics, loss and KL."""
+
+    fp_loss: LossTotals
+    variants: dict[str, VariantMeasurement]
+
+
+@torch.no_grad()
+def measure(
+    reference: Reference,
+    variants: dict[str, HookedTransformer],
+    saes: dict[str, SAE],
+    tokens: torch.Tensor,
+    batch_size: int,
+    first: int,
+    progress: bool = True,
+) -> Measurement:
+    """Run every variant on the reference's tokens; stream paired statistics, loss and KL."""
+    hooks = list(saes)
+    fp_loss = LossTotals()
+    fp_loss.add(reference.nll)
+    out = Measurement(fp_loss=fp_loss, variants={})
+    rows_per_seq = tokens.shape[1] - first
+    n_batches = (len(tokens) + batch_size - 1) // batch_size
+    for name, model in variants.items():
+        device = model.cfg.device
+        result = VariantMeasurement(
+            stats={h: PairStats.zeros(s.cfg.d_sae, device=device) for h, s in saes.items()}
+        )
+        bar = _progress(batches(tokens, batch_size), n_batches, f"measure {name}", progress)
+        for i, batch in enumerate(bar):
+            lo, hi = i * batch_size, i * batch_size + len(batch)
+            acts, logits = hooked_forward(model, batch.to(device), hooks)
+            for hook in hooks:
+                require_finite(acts[hook], hook, f"compressed ({name})", i)
+            require_finite(logits, "logits", f"compressed ({name})", i)
+            for hook, sae in saes.items():
+                fp = reference.codes[hook].dense(lo * rows_per_seq, hi * rows_per_seq, device)
+                result.stats[hook].update(fp, encode_codes(sae, acts[hook], first))
+            result.loss.add(next_token_nll(logits, batch.to(device)))
+            ref_top = reference.topk_logprobs[lo:hi].to(device)
+            result.kl.add(bucketed_kl(ref_top, reference.topk_ids[lo:hi].to(device), logits))
+        out.variants[name] = result
+    return out

@@ -1,0 +1,67 @@
+"""Load SAEs (SAE-Lens format) and check they fit the model they will read from."""
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig
+from sae_lens import SAE
+from transformer_lens import HookedTransformer
+
+from sweep.constants import TINY_ASSETS
+from sweep.errors import QfeatError
+from sweep.registry import Registry
+
+SAES: Registry[Callable[[DictConfig, torch.device], SAE]] = Registry("sae")
+
+
+@SAES.register("tiny")
+def load_tiny_sae(cfg: DictConfig, device: torch.device) -> SAE:
+    """The embedded tiny model's residual SAE from its SAE-Lens directory."""
+    path = cfg.path or TINY_ASSETS / "sae"
+    try:
+        with warnings.catch_warnings():  # SAE-Lens advises on TL kwargs, which to_hooked applies
+            warnings.filterwarnings("ignore", message=r"(?s).*model_from_pretrained_kwargs")
+            sae = SAE.load_from_disk(str(path), device=str(device))
+    except (OSError, FileNotFoundError) as err:
+        raise QfeatError(f"cannot load SAE {cfg.name!r} from {str(path)!r}: {err}") from err
+    layer = hook_layer(sae.cfg.metadata.hook_name)
+    if layer != cfg.layer:
+        raise QfeatError(f"SAE {cfg.name!r} reads layer {layer}; sae.layer={cfg.layer} asked for")
+    return sae.eval()
+
+
+def hook_layer(hook_name: str) -> int | None:
+    """The block index in a TransformerLens hook name such as 'blocks.3.hook_resid_post'."""
+    parts = hook_name.split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" else None
+
+
+def check_sae_fits(sae: SAE, model: HookedTransformer) -> str:
+    """The SAE's hook name, after checking the model has that hook and its width is d_in."""
+    hook = sae.cfg.metadata.hook_name
+    if hook not in model.hook_dict:
+        raise QfeatError(
+            f"SAE hook {hook!r} does not exist in model {model.cfg.model_name!r} "
+            f"({model.cfg.n_layers} layers)"
+        )
+    _check_width(sae, model.cfg.d_model)
+    return hook
+
+
+def check_sae_fits_config(sae: SAE, hf_config) -> None:
+    """Cheap check against the HF config, before any forward pass: layer index and width."""
+    hook = sae.cfg.metadata.hook_name
+    layer = hook_layer(hook)
+    n_layers = hf_config.num_hidden_layers
+    if layer is not None and not 0 <= layer < n_layers:
+        raise QfeatError(f"SAE hook {hook!r} does not exist in a model with {n_layers} layers")
+    _check_width(sae, hf_config.hidden_size)
+
+
+def _check_width(sae: SAE, d_model: int) -> None:
+    if sae.cfg.d_in != d_model:
+        hook = sae.cfg.metadata.hook_name
+        raise QfeatError(
+            f"SAE at {hook!r} has d_in={sae.cfg.d_in} but the model's d_model={d_model}"
+        )

@@ -1,0 +1,183 @@
+"""Typed config schema (Hydra ConfigStore) and the checks run before any heavy work."""
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from sweep.errors import QfeatError
+
+MIN_BITS, MAX_BITS = 2, 16
+
+
+@dataclass
+class ModelConfig:
+    """Which language model to load; `path` is an HF repo id or a local directory."""
+
+    name: str = MISSING
+    path: str | None = None
+    dtype: str = "float32"
+
+
+@dataclass
+class SAEConfig:
+    """Which SAE to load: a local SAE-Lens directory or an SAE-Lens release + id."""
+
+    name: str = MISSING
+    layer: int = MISSING
+    path: str | None = None
+    release: str | None = None
+    sae_id: str | None = None
+
+
+@dataclass
+class CompressionConfig:
+    """How to compress the target weights. Fields unused by a method are ignored by it."""
+
+    name: str = MISSING
+    granularity: str = "channel"
+    group_size: int | None = None
+    symmetric: bool = True
+    targets: list[str] = field(default_factory=lambda: ["attention", "mlp"])
+    scope: str = "matrix"
+    match: str | None = None
+    rel_tol: float = 0.01
+    max_steps: int = 20
+    max_sparsity: float = 0.95
+    calibration_sequences: int = 32
+
+
+@dataclass
+class DataConfig:
+    """The measured token set: deterministic from source, sizes and seed."""
+
+    name: str = MISSING
+    source: str = MISSING
+    path: str | None = None
+    seq_len: int = 128
+    n_sequences: int = 64
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """Behavioural metrics beside feature survival."""
+
+    sliding_window_stride: int | None = 64
+    kl_top_k: int = 128
+
+
+@dataclass
+class SurvivalConfig:
+    """Definitions of active features and survival classes."""
+
+    survived: float = 0.9
+    blurred: float = 0.5
+    min_active_tokens: int = 10
+    exclude_first_position: bool = True
+
+
+@dataclass
+class RuntimeConfig:
+    """Execution settings that do not change what is measured (excluded from the job key)."""
+
+    device: str = "auto"
+    batch_size: int = 8
+    num_threads: int = 0
+    progress: bool = True
+
+
+@dataclass
+class WandbConfig:
+    """wandb logging; excluded from the job key."""
+
+    mode: str = "offline"
+    project: str = "qfeat"
+    entity: str | None = None
+    group: str | None = None
+    log_table: bool = True
+
+
+@dataclass
+class QfeatConfig:
+    """Root config of one job."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    survival: SurvivalConfig = field(default_factory=SurvivalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    bits: int = 4
+    sparsity: float = 0.5
+    seed: int = 0
+    sweep_name: str = "default"
+    out_root: str = "outputs"
+    reference_cache: str | None = "${out_root}/reference_cache"
+
+
+# Top-level keys that say where or how a job runs, not what it measures.
+NON_KEY_FIELDS = ("runtime", "wandb", "sweep_name", "out_root", "reference_cache")
+
+
+def register_configs() -> None:
+    """Make the schema available to Hydra as `qfeat_schema`."""
+    ConfigStore.instance().store(name="qfeat_schema", node=QfeatConfig)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail fast with one line on values the schema's types cannot catch."""
+    from sweep.compress import COMPRESSORS
+    from sweep.data import TOKEN_SOURCES
+    from sweep.models import MODELS
+    from sweep.saes import SAES
+
+    if not MIN_BITS <= cfg.bits <= MAX_BITS:
+        raise QfeatError(f"bits={cfg.bits} is outside {MIN_BITS}..{MAX_BITS}")
+    MODELS.get(cfg.model.name)
+    SAES.get(cfg.sae.name)
+    COMPRESSORS.get(cfg.compression.name)
+    TOKEN_SOURCES.get(cfg.data.source)
+    comp = cfg.compression
+    if comp.granularity not in ("channel", "tensor", "group"):
+        raise QfeatError(
+            f"compression.granularity={comp.granularity!r}; use channel, tensor or group"
+        )
+    if comp.granularity == "group" and (comp.group_size is None or comp.group_size < 1):
+        raise QfeatError("compression.granularity=group needs a positive compression.group_size")
+    if not 0.0 <= cfg.sparsity < 1.0:
+        raise QfeatError(f"sparsity={cfg.sparsity} is outside [0, 1)")
+    if comp.scope not in ("matrix", "global"):
+        raise QfeatError(f"compression.scope={comp.scope!r}; use matrix or global")
+    if comp.match is not None and comp.match not in COMPRESSORS:
+        raise QfeatError(f"compression.match={comp.match!r} is not a compression method")
+    if comp.match is not None and not (comp.rel_tol > 0 and 0 < comp.max_sparsity < 1):
+        raise QfeatError("matched search needs rel_tol > 0 and 0 < max_sparsity < 1")
+    s = cfg.survival
+    if not 0.0 < s.blurred < s.survived <= 1.0:
+        raise QfeatError(
+            f"need 0 < survival.blurred < survival.survived <= 1; got {s.blurred}, {s.survived}"
+        )
+    if s.min_active_tokens < 1:
+        raise QfeatError("survival.min_active_tokens must be >= 1")
+    if cfg.data.seq_len < 2 or cfg.data.n_sequences < 1:
+        raise QfeatError("data.seq_len must be >= 2 and data.n_sequences >= 1")
+    measured = cfg.data.n_sequences * (cfg.data.seq_len - int(s.exclude_first_position))
+    if measured < s.min_active_tokens:
+        raise QfeatError(
+            f"token set too small: {measured} measured tokens < survival.min_active_tokens="
+            f"{s.min_active_tokens}; no feature could count as active"
+        )
+    stride = cfg.eval.sliding_window_stride
+    if stride is not None and not 1 <= stride <= cfg.data.seq_len - 1:
+        raise QfeatError(f"eval.sliding_window_stride={stride} must be in 1..data.seq_len-1")
+    if cfg.eval.kl_top_k < 1:
+        raise QfeatError("eval.kl_top_k must be >= 1")
+    if cfg.wandb.mode not in ("online", "offline", "disabled"):
+        raise QfeatError(f"wandb.mode={cfg.wandb.mode!r}; use online, offline or disabled")
+    if cfg.runtime.batch_size < 1:
+        raise QfeatError("runtime.batch_size must be >= 1")
+    if cfg.model.dtype not in ("float32", "float16", "bfloat16"):
+        raise QfeatError(f"model.dtype={cfg.model.dtype!r}; use float32, float16 or bfloat16")

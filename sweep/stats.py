@@ -1,0 +1,105 @@
+"""Streaming per-feature statistics of paired (FP, compressed) SAE codes, in float64.
+
+Memory is O(d_sae): each batch's means and co-moments are merged into the running totals with
+the pairwise update of Chan, Golub & LeVeque, which stays accurate where naive sums of squares
+cancel catastrophically.
+"""
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class PairStats:
+    """Running sufficient statistics over tokens, one entry per feature."""
+
+    n: int
+    mean_x: torch.Tensor
+    mean_y: torch.Tensor
+    m2_x: torch.Tensor
+    m2_y: torch.Tensor
+    c_xy: torch.Tensor
+    max_x: torch.Tensor
+    sum_sq_x: torch.Tensor
+    sum_sq_diff: torch.Tensor
+    active_x: torch.Tensor
+    active_y: torch.Tensor
+    active_both: torch.Tensor
+
+    @classmethod
+    def zeros(cls, d: int, device: torch.device | str = "cpu") -> "PairStats":
+        """Empty statistics for `d` features."""
+        kw = {"dtype": torch.float64, "device": device}
+        counts = {"dtype": torch.int64, "device": device}
+        return cls(
+            n=0,
+            mean_x=torch.zeros(d, **kw),
+            mean_y=torch.zeros(d, **kw),
+            m2_x=torch.zeros(d, **kw),
+            m2_y=torch.zeros(d, **kw),
+            c_xy=torch.zeros(d, **kw),
+            max_x=torch.full((d,), -torch.inf, **kw),
+            sum_sq_x=torch.zeros(d, **kw),
+            sum_sq_diff=torch.zeros(d, **kw),
+            active_x=torch.zeros(d, **counts),
+            active_y=torch.zeros(d, **counts),
+            active_both=torch.zeros(d, **counts),
+        )
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Merge a batch of FP codes `x` and compressed codes `y`, both [tokens, d]."""
+        if x.shape != y.shape or x.dim() != 2:
+            raise ValueError(f"paired codes must be equal 2-D shapes, got {x.shape} and {y.shape}")
+        nb = x.shape[0]
+        if nb == 0:
+            return
+        x = x.to(torch.float64)
+        y = y.to(torch.float64)
+        bx, by = x.mean(0), y.mean(0)
+        dx, dy = x - bx, y - by
+        n_new = self.n + nb
+        delta_x, delta_y = bx - self.mean_x, by - self.mean_y
+        weight = self.n * nb / n_new
+        self.m2_x += (dx * dx).sum(0) + delta_x * delta_x * weight
+        self.m2_y += (dy * dy).sum(0) + delta_y * delta_y * weight
+        self.c_xy += (dx * dy).sum(0) + delta_x * delta_y * weight
+        self.mean_x += delta_x * (nb / n_new)
+        self.mean_y += delta_y * (nb / n_new)
+        self.n = n_new
+        self.max_x = torch.maximum(self.max_x, x.amax(0))
+        self.sum_sq_x += (x * x).sum(0)
+        self.sum_sq_diff += ((y - x) ** 2).sum(0)
+        fx, fy = x > 0, y > 0
+        self.active_x += fx.sum(0)
+        self.active_y += fy.sum(0)
+        self.active_both += (fx & fy).sum(0)
+
+    def merge(self, other: "PairStats") -> None:
+        """Fold another PairStats over disjoint tokens into this one."""
+        if other.n == 0:
+            return
+        n_new = self.n + other.n
+        delta_x, delta_y = other.mean_x - self.mean_x, other.mean_y - self.mean_y
+        weight = self.n * other.n / n_new
+        self.m2_x += other.m2_x + delta_x * delta_x * weight
+        self.m2_y += other.m2_y + delta_y * delta_y * weight
+        self.c_xy += other.c_xy + delta_x * delta_y * weight
+        self.mean_x += delta_x * (other.n / n_new)
+        self.mean_y += delta_y * (other.n / n_new)
+        self.n = n_new
+        self.max_x = torch.maximum(self.max_x, other.max_x)
+        for name in ("sum_sq_x", "sum_sq_diff", "active_x", "active_y", "active_both"):
+            getattr(self, name).add_(getattr(other, name))
+
+    def pearson(self) -> torch.Tensor:
+        """Per-feature Pearson r: NaN where FP is constant, 0 where only compressed is constant."""
+        r = self.c_xy / torch.sqrt(self.m2_x * self.m2_y)
+        r = torch.where(self.m2_y == 0, torch.zeros_like(r), r)
+        r = torch.where(self.m2_x == 0, torch.full_like(r, torch.nan), r)
+        return r.clamp(-1.0, 1.0)
+
+    def to(self, device: torch.device | str) -> "PairStats":
+        """A copy on `device` (e.g. CPU before writing results)."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return PairStats(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})

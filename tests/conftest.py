@@ -1,0 +1,73 @@
+"""Shared fixtures: seeding, composing the shipped Hydra configs, one tiny model per session."""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from sweep.schema import register_configs
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# Shrinks any shipped config to a seconds-long CPU job.
+SMALL = [
+    "data.n_sequences=16",
+    "data.seq_len=64",
+    "eval.sliding_window_stride=32",
+    "runtime.device=cpu",
+    "runtime.batch_size=8",
+    "runtime.progress=false",
+    "survival.min_active_tokens=3",
+    "wandb.mode=disabled",
+]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The real shipped config, composed as launch.py would, with test overrides."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def small_cfg(tmp_path: Path) -> DictConfig:
+    """The default job, shrunk, writing under tmp_path."""
+    return compose_config([*SMALL, f"out_root={tmp_path}"])
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The embedded model loaded once: HF model, TL model, tokenizer, SAE, hook and tokens."""
+    from types import SimpleNamespace
+
+    from sweep.data import build_token_set
+    from sweep.models import load_hf_model, load_tokenizer, model_path, tl_processing, to_hooked
+    from sweep.saes import SAES, check_sae_fits
+
+    cfg = compose_config(SMALL)
+    device = torch.device("cpu")
+    tokenizer = load_tokenizer(cfg.model)
+    sae = SAES.get(cfg.sae.name)(cfg.sae, device)
+    hf = load_hf_model(cfg.model, device)
+    processing = tl_processing(sae.cfg.metadata.model_from_pretrained_kwargs)
+    model = to_hooked(hf, model_path(cfg.model), processing, device)
+    return SimpleNamespace(
+        cfg=cfg,
+        hf=hf,
+        model=model,
+        tokenizer=tokenizer,
+        sae=sae,
+        hook=check_sae_fits(sae, model),
+        tokens=build_token_set(cfg.data, tokenizer),
+        processing=processing,
+    )

@@ -1,0 +1,90 @@
+"""Every registered compressor touches exactly the target weights; RTN matches rtn()."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from sweep.compress import COMPRESSORS, compress_model, target_linears
+from sweep.errors import QfeatError
+from sweep.quantize import rtn
+from sweep.schema import CompressionConfig
+
+
+def small_neox() -> GPTNeoXForCausalLM:
+    cfg = GPTNeoXConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+def compression(name: str, **fields) -> OmegaConf:
+    return OmegaConf.structured(CompressionConfig(name=name, **fields))
+
+
+def test_targets_are_block_linears_only() -> None:
+    names = [n for n, _ in target_linears(small_neox(), ["attention", "mlp"])]
+    assert names == [
+        f"gpt_neox.layers.{i}.{m}"
+        for i in range(2)
+        for m in (
+            "attention.query_key_value",
+            "attention.dense",
+            "mlp.dense_h_to_4h",
+            "mlp.dense_4h_to_h",
+        )
+    ]
+    assert next(n for n, _ in target_linears(small_neox(), ["mlp"])).endswith("dense_h_to_4h")
+    with pytest.raises(QfeatError, match="unknown compression targets"):
+        target_linears(small_neox(), ["embeddings"])
+
+
+@pytest.mark.parametrize("name", COMPRESSORS.names())
+def test_only_target_weights_change(name: str) -> None:
+    model = small_neox()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    n = compress_model(model, compression(name), bits=2, sparsity=0.5)
+    assert n == 8
+    targets = {f"{t}.weight" for t, _ in target_linears(model, ["attention", "mlp"])}
+    for key, value in model.state_dict().items():
+        if key not in targets:
+            assert torch.equal(value, before[key]), f"{name} changed non-target {key}"
+    changed = [k for k in targets if not torch.equal(model.state_dict()[k], before[k])]
+    assert (len(changed) == 0) == (name == "none")
+
+
+def test_rtn_compressor_applies_rtn_with_config() -> None:
+    model = small_neox()
+    w = model.gpt_neox.layers[0].mlp.dense_4h_to_h.weight.detach().clone()
+    compress_model(
+        model, compression("rtn", granularity="group", group_size=16, symmetric=False), 3
+    )
+    expected = rtn(w, 3, "group", group_size=16, symmetric=False)
+    assert torch.equal(model.gpt_neox.layers[0].mlp.dense_4h_to_h.weight, expected)
+
+
+def test_group_size_must_divide_every_target_before_any_change() -> None:
+    model = small_neox()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(QfeatError, match="does not divide"):
+        compress_model(model, compression("rtn", granularity="group", group_size=24), 4)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("scope", ["matrix", "global"])
+def test_magnitude_prunes_exactly_the_requested_fraction_of_targets(scope: str) -> None:
+    model = small_neox()
+    compress_model(model, compression("magnitude", scope=scope), bits=4, sparsity=0.3)
+    layers = target_linears(model, ["attention", "mlp"])
+    zeros = [int((layer.weight == 0).sum()) for _, layer in layers]
+    sizes = [layer.weight.numel() for _, layer in layers]
+    if scope == "matrix":
+        assert zeros == [round(0.3 * n) for n in sizes]
+    else:
+        assert sum(zeros) == round(0.3 * sum(sizes))
+    assert int((model.get_output_embeddings().weight == 0).sum()) == 0

@@ -1,0 +1,93 @@
+"""The measurement pass against TransformerLens' own loss and SAE-Lens' own encode."""
+
+import math
+
+import pytest
+import torch
+
+from sweep.measure import (
+    bucketed_kl,
+    compute_reference,
+    encode_codes,
+    hooked_forward,
+    measure,
+    next_token_nll,
+    topk_logprobs,
+)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    return compute_reference(tiny.model, {tiny.hook: tiny.sae}, tiny.tokens, 8, 1, 64, False)
+
+
+def test_hooked_model_reproduces_the_hf_checkpoint(tiny) -> None:
+    with torch.no_grad():
+        hf_logits = tiny.hf(tiny.tokens[:4]).logits
+        tl_logits = tiny.model(tiny.tokens[:4])
+    torch.testing.assert_close(tl_logits, hf_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_perplexity_equals_exp_of_transformer_lens_loss(tiny, reference) -> None:
+    batch = 8
+    result = measure(reference, {}, {tiny.hook: tiny.sae}, tiny.tokens, batch, 1, False)
+    with torch.no_grad():
+        losses = [
+            tiny.model(tiny.tokens[i : i + batch], return_type="loss").item()
+            for i in range(0, len(tiny.tokens), batch)
+        ]
+    assert len(tiny.tokens) % batch == 0  # equal batches: mean of batch means is the mean
+    assert math.isclose(
+        result.fp_loss.perplexity, math.exp(sum(losses) / len(losses)), rel_tol=1e-5
+    )
+    assert result.fp_loss.count == tiny.tokens.numel() - len(tiny.tokens)
+
+
+def test_codes_equal_sae_lens_encode(tiny, reference) -> None:
+    tokens = tiny.tokens[:4]
+    with torch.no_grad():
+        _, cache = tiny.model.run_with_cache(tokens, names_filter=tiny.hook)
+        expected = tiny.sae.encode(cache[tiny.hook][:, 1:]).reshape(-1, tiny.sae.cfg.d_sae)
+        acts, _ = hooked_forward(tiny.model, tokens, [tiny.hook])
+        got = encode_codes(tiny.sae, acts[tiny.hook], first=1)
+    assert torch.equal(got, expected)
+    stored = reference.codes[tiny.hook].dense(0, len(expected))
+    torch.testing.assert_close(stored, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_identical_model_gives_r_one_equal_loss_zero_kl(tiny, reference) -> None:
+    result = measure(
+        reference, {"same": tiny.model}, {tiny.hook: tiny.sae}, tiny.tokens, 8, 1, False
+    )
+    same = result.variants["same"]
+    stats = same.stats[tiny.hook]
+    fired = stats.m2_x > 0
+    assert fired.any()
+    assert torch.all(stats.pearson()[fired] > 1 - 1e-6)
+    assert same.loss.mean == pytest.approx(result.fp_loss.mean, rel=1e-6)
+    assert abs(same.kl.mean) < 1e-6
+
+
+def test_next_token_nll_matches_cross_entropy() -> None:
+    logits = torch.randn(2, 5, 11)
+    tokens = torch.randint(0, 11, (2, 5))
+    expected = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), tokens[:, 1:].reshape(-1), reduction="none"
+    )
+    torch.testing.assert_close(next_token_nll(logits, tokens).reshape(-1), expected)
+
+
+def test_bucketed_kl_is_exact_at_full_vocab_and_a_lower_bound_below() -> None:
+    fp, q = torch.randn(3, 7, 50), torch.randn(3, 7, 50)
+    exact = torch.nn.functional.kl_div(
+        torch.log_softmax(q[:, :-1], -1),
+        torch.log_softmax(fp[:, :-1], -1),
+        reduction="none",
+        log_target=True,
+    ).sum(-1)
+    top, ids = topk_logprobs(fp, 50)
+    torch.testing.assert_close(bucketed_kl(top, ids, q), exact, rtol=1e-4, atol=1e-5)
+    for k in (1, 5, 20):
+        top, ids = topk_logprobs(fp, k)
+        approx = bucketed_kl(top, ids, q)
+        assert torch.all(approx <= exact + 1e-5) and torch.all(approx >= -1e-6)

@@ -1,0 +1,76 @@
+"""Streaming per-feature statistics against scipy and numpy on the whole data at once."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from sweep.stats import PairStats
+
+
+def paired_codes(n: int = 997, d: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU-like FP codes and a noisy compressed copy, with planted edge-case features."""
+    rng = np.random.default_rng(1)
+    x = np.maximum(rng.normal(-0.5, 1.0, (n, d)), 0) * rng.uniform(0.5, 50, d)
+    y = np.maximum(x + rng.normal(0, 0.3, (n, d)) * x.std(0), 0)
+    x[:, 0] = 0.0  # never fires
+    y[:, 0] = rng.uniform(0, 1, n)
+    y[:, 1] = 0.0  # silenced by compression
+    x[:, 2] = 3.0  # constant in FP
+    x[:, 3] += 1e6  # large offset: naive sums of squares would cancel
+    y[:, 3] = x[:, 3] + rng.normal(0, 1, n)
+    return x, y
+
+
+def streamed(x: np.ndarray, y: np.ndarray, sizes: list[int]) -> PairStats:
+    s = PairStats.zeros(x.shape[1])
+    start = 0
+    for size in sizes:
+        s.update(
+            torch.from_numpy(x[start : start + size]), torch.from_numpy(y[start : start + size])
+        )
+        start += size
+    assert start == len(x)
+    return s
+
+
+UNEVEN = [1, 500, 3, 0, 250, 243]
+
+
+def test_pearson_equals_scipy_on_every_feature() -> None:
+    x, y = paired_codes()
+    r = streamed(x, y, UNEVEN).pearson().numpy()
+    assert np.isnan(r[0]) and np.isnan(r[2])  # FP never varies: r undefined
+    assert r[1] == 0.0  # compressed constant: silenced, r = 0
+    for j in range(3, x.shape[1]):
+        assert abs(r[j] - sps.pearsonr(x[:, j], y[:, j]).statistic) < 1e-9
+
+
+def test_moments_counts_and_extremes_match_numpy() -> None:
+    x, y = paired_codes()
+    s = streamed(x, y, UNEVEN)
+    assert s.n == len(x)
+    np.testing.assert_allclose(s.mean_x.numpy(), x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(s.m2_y.numpy() / s.n, y.var(0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(s.max_x.numpy(), x.max(0))
+    np.testing.assert_array_equal(s.active_x.numpy(), (x > 0).sum(0))
+    np.testing.assert_array_equal(s.active_both.numpy(), ((x > 0) & (y > 0)).sum(0))
+    np.testing.assert_allclose(s.sum_sq_diff.numpy(), ((y - x) ** 2).sum(0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("split", [1, 100, 996])
+def test_merge_equals_single_stream(split: int) -> None:
+    x, y = paired_codes()
+    whole = streamed(x, y, [len(x)])
+    left = streamed(x[:split], y[:split], [split])
+    left.merge(streamed(x[split:], y[split:], [len(x) - split]))
+    for name in ("mean_x", "m2_x", "m2_y", "c_xy", "max_x", "active_y"):
+        np.testing.assert_allclose(
+            getattr(left, name).numpy(), getattr(whole, name).numpy(), rtol=1e-9
+        )
+
+
+def test_rejects_unpaired_shapes() -> None:
+    s = PairStats.zeros(3)
+    with pytest.raises(ValueError, match="paired"):
+        s.update(torch.zeros(4, 3), torch.zeros(5, 3))
