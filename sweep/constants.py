@@ -1,6 +1,6 @@
 """Every output filename and results-column name in one place: the sweep/ ↔ analysis/ contract."""
 
-from pathlib import Path
+from sweep.tiny import ASSET_DIR
 
 FEATURES_FILE = "features.parquet"
 SUMMARY_FILE = "summary.json"
@@ -41,4 +41,4 @@ FEATURE_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 # The embedded tiny model's packaged artefacts (built by `python -m sweep.tiny.build`).
-TINY_ASSETS = Path(__file__).resolve().parent / "tiny" / "assets"
+TINY_ASSETS = ASSET_DIR

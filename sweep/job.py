@@ -41,7 +41,7 @@ from sweep.record import (
     write_parquet_atomic,
 )
 from sweep.reference import Reference, check_cache_root, load_or_compute, reference_key
-from sweep.saes import SAES, check_sae_fits, check_sae_fits_config
+from sweep.saes import check_sae_fits, check_sae_fits_config, load_saes, shared_model_kwargs
 from sweep.schema import validate
 from sweep.survival import class_fractions, feature_frame
 from sweep.variants import Variants, build_variants
@@ -151,16 +151,17 @@ def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
         n_calibration = cfg.compression.calibration_sequences if cfg.compression.match else 0
         tokens, calibration = build_token_sets(cfg.data, tokenizer, n_calibration)
     with stage("load", timings):
-        sae = SAES.get(cfg.sae.name)(cfg.sae, device)
+        saes = load_saes(cfg.sae, device)
         hf_model = load_hf_model(cfg.model, device)
-        check_sae_fits_config(sae, hf_model.config)
-        processing = tl_processing(sae.cfg.metadata.model_from_pretrained_kwargs)
+        for sae in saes.values():
+            check_sae_fits_config(sae, hf_model.config)
+        processing = tl_processing(shared_model_kwargs(saes))
         to_tl = partial(to_hooked, path=model_path(cfg.model), processing=processing, device=device)
-    saes = {sae.cfg.metadata.hook_name: sae}
 
     def compute_fp(fp_weights) -> Reference:
         fp_model = to_tl(fp_weights)
-        check_sae_fits(sae, fp_model)
+        for sae in saes.values():
+            check_sae_fits(sae, fp_model)
         ref = compute_reference(
             fp_model, saes, tokens, batch_size, first, cfg.eval.kl_top_k, cfg.runtime.progress
         )
@@ -177,7 +178,8 @@ def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
     with stage("compress", timings):
         variants = build_variants(cfg, hf_model, to_tl, calibration, batch_size)
         del hf_model
-        hook = check_sae_fits(sae, variants.models[variants.primary])
+        for sae in saes.values():
+            check_sae_fits(sae, variants.models[variants.primary])
     with stage("measure", timings):
         result = measure(
             reference, variants.models, saes, tokens, batch_size, first, cfg.runtime.progress
@@ -190,18 +192,22 @@ def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
             }
     vocab = variants.models[variants.primary].cfg.d_vocab
     with stage("record", timings):
-        weights = sae_weight_stats(sae)
+        weights = {hook: sae_weight_stats(sae) for hook, sae in saes.items()}
         frames = {
-            name: feature_frame(v.stats[hook], hook, cfg.survival, weights)
+            name: pd.concat(
+                [feature_frame(v.stats[h], h, cfg.survival, weights[h]) for h in saes],
+                ignore_index=True,
+            )
             for name, v in result.variants.items()
         }
         frame = frames[variants.primary]
+        by_sae = dict(list(frame.groupby("sae", sort=False)))
         metrics = {
             **class_fractions(frame),
             **behaviour_metrics(result, variants.primary),
-            "n_sequences": len(tokens),
             "kl_method": kl_method(reference.topk_ids.shape[-1], vocab),
-            "n_measured_tokens": result.variants[variants.primary].stats[hook].n,
+            "n_sequences": len(tokens),
+            "n_measured_tokens": next(iter(result.variants[variants.primary].stats.values())).n,
             "n_predicted_tokens": result.fp_loss.count,
             "n_compressed_matrices": variants.n_matrices,
             "sparsity": variants.sparsity,
@@ -219,13 +225,14 @@ def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
             "versions": library_versions(),
             "device": str(device),
             "model": cfg.model.name,
-            "sae": hook,
+            "saes": list(saes),
             "compression": cfg.compression.name,
             "bits": cfg.bits,
             "reference": {"key": ref_key, "computed": computed},
             "config": OmegaConf.to_container(cfg, resolve=True),
             "metrics": metrics,
-            "prediction": predict_survival(frame, seed=cfg.seed),
+            "per_sae": {hook: class_fractions(f) for hook, f in by_sae.items()},
+            "prediction": {hook: predict_survival(f, seed=cfg.seed) for hook, f in by_sae.items()},
             "matched": matched_metrics(variants, frames, result) if variants.match else None,
             "timings_s": timings,
         }

@@ -36,9 +36,15 @@ class LossTotals:
         return float(torch.tensor(self.mean, dtype=torch.float64).exp())
 
 
-def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Per-position NLL of tokens[:, 1:] under logits[:, :-1], in float32 or wider."""
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+def next_token_logprobs(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the next token at every predicting position, in float32."""
+    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+
+
+def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor, logprobs=None) -> torch.Tensor:
+    """Per-position NLL of tokens[:, 1:] under logits[:, :-1] (reusing `logprobs` if given)."""
+    if logprobs is None:
+        logprobs = next_token_logprobs(logits)
     return -logprobs.gather(-1, tokens[:, 1:, None]).squeeze(-1)
 
 
@@ -75,20 +81,21 @@ def batches(tokens: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
         yield tokens[start : start + batch_size]
 
 
-def topk_logprobs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k next-token log-probabilities and ids at every predicting position."""
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+def topk_logprobs(logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k next-token log-probabilities and ids from `next_token_logprobs`."""
     values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
     return values, ids.to(torch.int32)
 
 
-def bucketed_kl(fp_top: torch.Tensor, fp_ids: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+def bucketed_kl(
+    fp_top: torch.Tensor, fp_ids: torch.Tensor, q_logprobs: torch.Tensor
+) -> torch.Tensor:
     """KL(P_fp ‖ P_q) over the FP top-k tokens plus one bucket holding all other tokens.
 
     By the data-processing inequality this is a lower bound of the full-vocabulary KL, and it is
     exact when k covers the vocabulary. It needs only the FP top-k, so FP logits are never kept.
     """
-    q = torch.log_softmax(q_logits[:, :-1].float(), dim=-1).gather(-1, fp_ids.long())
+    q = q_logprobs.gather(-1, fp_ids.long())
     p_top = fp_top.exp()
     head = (p_top * (fp_top - q)).sum(-1)
     tail_p = (1 - p_top.sum(-1)).clamp_min(0)
@@ -120,7 +127,7 @@ def compute_reference(
     """One FP pass: sparse SAE codes per hook, per-token loss and top-k log-probs."""
     device = fp_model.cfg.device
     hooks = list(saes)
-    codes: dict[str, list[torch.Tensor]] = {hook: [] for hook in hooks}
+    codes: dict[str, list[SparseCodes]] = {hook: [] for hook in hooks}
     nll, top, ids = [], [], []
     n_batches = (len(tokens) + batch_size - 1) // batch_size
     for i, batch in enumerate(_progress(batches(tokens, batch_size), n_batches, "FP", progress)):
@@ -128,15 +135,17 @@ def compute_reference(
         acts, logits = hooked_forward(fp_model, batch, hooks)
         for hook in hooks:
             require_finite(acts[hook], hook, "full-precision", i)
-        require_finite(logits, "logits", "full-precision", i)
         for hook, sae in saes.items():
-            codes[hook].append(encode_codes(sae, acts[hook], first))
-        nll.append(next_token_nll(logits, batch).cpu())
-        values, index = topk_logprobs(logits, kl_top_k)
+            codes[hook].append(SparseCodes.from_dense(encode_codes(sae, acts[hook], first)))
+        logprobs = next_token_logprobs(logits)
+        batch_nll = next_token_nll(logits, batch, logprobs)
+        require_finite(batch_nll, "the next-token loss", "full-precision", i)
+        nll.append(batch_nll.cpu())
+        values, index = topk_logprobs(logprobs, kl_top_k)
         top.append(values.cpu())
         ids.append(index.cpu())
     return Reference(
-        codes={h: SparseCodes.from_dense_batches(c, saes[h].cfg.d_sae) for h, c in codes.items()},
+        codes={hook: SparseCodes.concat(parts) for hook, parts in codes.items()},
         nll=torch.cat(nll),
         topk_logprobs=torch.cat(top),
         topk_ids=torch.cat(ids),
@@ -189,12 +198,14 @@ def measure(
             acts, logits = hooked_forward(model, batch.to(device), hooks)
             for hook in hooks:
                 require_finite(acts[hook], hook, f"compressed ({name})", i)
-            require_finite(logits, "logits", f"compressed ({name})", i)
             for hook, sae in saes.items():
                 fp = reference.codes[hook].dense(lo * rows_per_seq, hi * rows_per_seq, device)
                 result.stats[hook].update(fp, encode_codes(sae, acts[hook], first))
-            result.loss.add(next_token_nll(logits, batch.to(device)))
+            logprobs = next_token_logprobs(logits)
+            batch_nll = next_token_nll(logits, batch.to(device), logprobs)
+            require_finite(batch_nll, "the next-token loss", f"compressed ({name})", i)
+            result.loss.add(batch_nll)
             ref_top = reference.topk_logprobs[lo:hi].to(device)
-            result.kl.add(bucketed_kl(ref_top, reference.topk_ids[lo:hi].to(device), logits))
+            result.kl.add(bucketed_kl(ref_top, reference.topk_ids[lo:hi].to(device), logprobs))
         out.variants[name] = result
     return out

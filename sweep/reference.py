@@ -36,17 +36,30 @@ class SparseCodes:
     d_sae: int
 
     @classmethod
+    def from_dense(cls, codes: torch.Tensor) -> "SparseCodes":
+        """Compress one dense [rows, d_sae] batch, keeping every nonzero exactly."""
+        rows, cols = codes.nonzero(as_tuple=True)
+        counts = torch.bincount(rows.cpu(), minlength=codes.shape[0])
+        row_ptr = torch.zeros(codes.shape[0] + 1, dtype=torch.int64)
+        torch.cumsum(counts, 0, out=row_ptr[1:])
+        return cls(codes[rows, cols].cpu(), cols.to(torch.int32).cpu(), row_ptr, codes.shape[1])
+
+    @classmethod
+    def concat(cls, parts: list["SparseCodes"]) -> "SparseCodes":
+        """Stack batches' rows in order."""
+        offsets = torch.tensor([0] + [int(p.row_ptr[-1]) for p in parts[:-1]]).cumsum(0)
+        row_ptr = torch.cat(
+            [torch.zeros(1, dtype=torch.int64)]
+            + [p.row_ptr[1:] + off for p, off in zip(parts, offsets, strict=True)]
+        )
+        values = torch.cat([p.values for p in parts])
+        features = torch.cat([p.features for p in parts])
+        return cls(values, features, row_ptr, parts[0].d_sae)
+
+    @classmethod
     def from_dense_batches(cls, batches: list[torch.Tensor], d_sae: int) -> "SparseCodes":
         """Compress dense [rows, d_sae] code batches, keeping every nonzero exactly."""
-        values, features, counts = [], [], []
-        for codes in batches:
-            rows, cols = codes.nonzero(as_tuple=True)
-            values.append(codes[rows, cols].cpu())
-            features.append(cols.to(torch.int32).cpu())
-            counts.append(torch.bincount(rows.cpu(), minlength=codes.shape[0]))
-        row_ptr = torch.zeros(sum(len(c) for c in counts) + 1, dtype=torch.int64)
-        torch.cumsum(torch.cat(counts), 0, out=row_ptr[1:])
-        return cls(torch.cat(values), torch.cat(features), row_ptr, d_sae)
+        return cls.concat([cls.from_dense(b) for b in batches])
 
     def dense(self, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Rows start..stop as a dense [stop − start, d_sae] tensor."""

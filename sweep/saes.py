@@ -12,11 +12,27 @@ from sweep.constants import TINY_ASSETS
 from sweep.errors import QfeatError
 from sweep.registry import Registry
 
-SAES: Registry[Callable[[DictConfig, torch.device], SAE]] = Registry("sae")
+# An SAE loader: (sae config, layer, device) -> SAE in eval mode.
+SAES: Registry[Callable[[DictConfig, int, torch.device], SAE]] = Registry("sae")
+
+
+def sae_layers(cfg: DictConfig) -> list[int]:
+    """The layers a job measures: `sae.layers` if given, else `[sae.layer]`."""
+    return list(cfg.layers) if cfg.layers else [cfg.layer]
+
+
+def load_saes(cfg: DictConfig, device: torch.device) -> dict[str, SAE]:
+    """Every SAE the job measures, keyed by hook name (one forward pass feeds them all)."""
+    loader = SAES.get(cfg.name)
+    saes = {}
+    for layer in sae_layers(cfg):
+        sae = loader(cfg, layer, device)
+        saes[sae.cfg.metadata.hook_name] = sae
+    return saes
 
 
 @SAES.register("tiny")
-def load_tiny_sae(cfg: DictConfig, device: torch.device) -> SAE:
+def load_tiny_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
     """The embedded tiny model's residual SAE from its SAE-Lens directory."""
     path = cfg.path or TINY_ASSETS / "sae"
     try:
@@ -25,9 +41,9 @@ def load_tiny_sae(cfg: DictConfig, device: torch.device) -> SAE:
             sae = SAE.load_from_disk(str(path), device=str(device))
     except (OSError, FileNotFoundError) as err:
         raise QfeatError(f"cannot load SAE {cfg.name!r} from {str(path)!r}: {err}") from err
-    layer = hook_layer(sae.cfg.metadata.hook_name)
-    if layer != cfg.layer:
-        raise QfeatError(f"SAE {cfg.name!r} reads layer {layer}; sae.layer={cfg.layer} asked for")
+    found = hook_layer(sae.cfg.metadata.hook_name)
+    if found != layer:
+        raise QfeatError(f"SAE {cfg.name!r} exists for layer {found} only; layer {layer} asked for")
     return sae.eval()
 
 
@@ -65,3 +81,11 @@ def _check_width(sae: SAE, d_model: int) -> None:
         raise QfeatError(
             f"SAE at {hook!r} has d_in={sae.cfg.d_in} but the model's d_model={d_model}"
         )
+
+
+def shared_model_kwargs(saes: dict[str, SAE]) -> dict:
+    """The SAEs' common model_from_pretrained_kwargs; SAEs needing different models can't share."""
+    kwargs = [dict(sae.cfg.metadata.model_from_pretrained_kwargs or {}) for sae in saes.values()]
+    if any(k != kwargs[0] for k in kwargs):
+        raise QfeatError(f"the SAEs {list(saes)} expect differently processed models: {kwargs}")
+    return kwargs[0]

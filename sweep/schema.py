@@ -25,6 +25,7 @@ class SAEConfig:
 
     name: str = MISSING
     layer: int = MISSING
+    layers: list[int] | None = None  # several SAEs fed by one forward pass; overrides `layer`
     path: str | None = None
     release: str | None = None
     sae_id: str | None = None

@@ -48,32 +48,48 @@ class PairStats:
         )
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Merge a batch of FP codes `x` and compressed codes `y`, both [tokens, d]."""
+        """Merge a batch of FP codes `x` and compressed codes `y`, both [tokens, d].
+
+        SAE codes are sparse, so the batch's moments are taken over the entries where either
+        code is nonzero, with the all-zero entries added in closed form: an exact two-pass
+        (centred) computation in float64 at O(nonzeros) cost instead of O(tokens × d).
+        """
         if x.shape != y.shape or x.dim() != 2:
             raise ValueError(f"paired codes must be equal 2-D shapes, got {x.shape} and {y.shape}")
-        nb = x.shape[0]
+        nb, d = x.shape
         if nb == 0:
             return
-        x = x.to(torch.float64)
-        y = y.to(torch.float64)
-        bx, by = x.mean(0), y.mean(0)
-        dx, dy = x - bx, y - by
+        rows, cols = ((x != 0) | (y != 0)).nonzero(as_tuple=True)
+        xv, yv = x[rows, cols].double(), y[rows, cols].double()
+
+        def per_feature(values: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(d, dtype=torch.float64, device=x.device).index_add_(0, cols, values)
+
+        n_union = torch.bincount(cols, minlength=d).double()
+        n_zero = nb - n_union  # entries where both codes are 0
+        bx, by = per_feature(xv) / nb, per_feature(yv) / nb
+        dx, dy = xv - bx[cols], yv - by[cols]
+        m2x = per_feature(dx * dx) + n_zero * bx * bx
+        m2y = per_feature(dy * dy) + n_zero * by * by
+        cxy = per_feature(dx * dy) + n_zero * bx * by
         n_new = self.n + nb
         delta_x, delta_y = bx - self.mean_x, by - self.mean_y
         weight = self.n * nb / n_new
-        self.m2_x += (dx * dx).sum(0) + delta_x * delta_x * weight
-        self.m2_y += (dy * dy).sum(0) + delta_y * delta_y * weight
-        self.c_xy += (dx * dy).sum(0) + delta_x * delta_y * weight
+        self.m2_x += m2x + delta_x * delta_x * weight
+        self.m2_y += m2y + delta_y * delta_y * weight
+        self.c_xy += cxy + delta_x * delta_y * weight
         self.mean_x += delta_x * (nb / n_new)
         self.mean_y += delta_y * (nb / n_new)
         self.n = n_new
-        self.max_x = torch.maximum(self.max_x, x.amax(0))
-        self.sum_sq_x += (x * x).sum(0)
-        self.sum_sq_diff += ((y - x) ** 2).sum(0)
-        fx, fy = x > 0, y > 0
-        self.active_x += fx.sum(0)
-        self.active_y += fy.sum(0)
-        self.active_both += (fx & fy).sum(0)
+        batch_max = torch.where(n_zero > 0, 0.0, -torch.inf).to(torch.float64)
+        batch_max.scatter_reduce_(0, cols, xv, reduce="amax")
+        self.max_x = torch.maximum(self.max_x, batch_max)
+        self.sum_sq_x += per_feature(xv * xv)
+        self.sum_sq_diff += per_feature((yv - xv) ** 2)
+        fx, fy = xv > 0, yv > 0
+        self.active_x += torch.bincount(cols[fx], minlength=d)
+        self.active_y += torch.bincount(cols[fy], minlength=d)
+        self.active_both += torch.bincount(cols[fx & fy], minlength=d)
 
     def merge(self, other: "PairStats") -> None:
         """Fold another PairStats over disjoint tokens into this one."""

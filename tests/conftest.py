@@ -52,12 +52,12 @@ def tiny():
 
     from sweep.data import build_token_set
     from sweep.models import load_hf_model, load_tokenizer, model_path, tl_processing, to_hooked
-    from sweep.saes import SAES, check_sae_fits
+    from sweep.saes import check_sae_fits, load_saes
 
     cfg = compose_config(SMALL)
     device = torch.device("cpu")
     tokenizer = load_tokenizer(cfg.model)
-    sae = SAES.get(cfg.sae.name)(cfg.sae, device)
+    (sae,) = load_saes(cfg.sae, device).values()
     hf = load_hf_model(cfg.model, device)
     processing = tl_processing(sae.cfg.metadata.model_from_pretrained_kwargs)
     model = to_hooked(hf, model_path(cfg.model), processing, device)

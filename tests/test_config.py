@@ -86,7 +86,7 @@ def test_sae_that_does_not_fit_the_model_is_refused(tiny) -> None:
 
 def test_sae_layer_must_match_config(small_cfg) -> None:
     small_cfg.sae.layer = small_cfg.sae.layer + 1
-    with pytest.raises(QfeatError, match="reads layer"):
+    with pytest.raises(QfeatError, match="exists for layer 2 only; layer 3 asked for"):
         run(small_cfg)
 
 

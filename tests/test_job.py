@@ -144,7 +144,8 @@ def test_summary_carries_behaviour_and_prediction(multirun) -> None:
     assert m["frac_degraded"] == pytest.approx(1 - m["frac_survived"])
     assert m["kl_mean"] > 0 and m["kl_method"].startswith("top-128 + tail bucket")
     assert m["fp_ppl_sliding"] > 0 and m["q_ppl_sliding"] > 0
-    prediction = summary["prediction"]
+    (prediction,) = summary["prediction"].values()
+    assert summary["per_sae"][summary["saes"][0]]["n_active"] == m["n_active"]
     assert prediction["estimable"] in (True, False)
     if prediction["estimable"]:
         assert 0.0 <= prediction["auc"] <= 1.0 and prediction["marginal"]

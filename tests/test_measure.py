@@ -11,6 +11,7 @@ from sweep.measure import (
     encode_codes,
     hooked_forward,
     measure,
+    next_token_logprobs,
     next_token_nll,
     topk_logprobs,
 )
@@ -85,9 +86,10 @@ def test_bucketed_kl_is_exact_at_full_vocab_and_a_lower_bound_below() -> None:
         reduction="none",
         log_target=True,
     ).sum(-1)
-    top, ids = topk_logprobs(fp, 50)
-    torch.testing.assert_close(bucketed_kl(top, ids, q), exact, rtol=1e-4, atol=1e-5)
+    fp_lp, q_lp = next_token_logprobs(fp), next_token_logprobs(q)
+    top, ids = topk_logprobs(fp_lp, 50)
+    torch.testing.assert_close(bucketed_kl(top, ids, q_lp), exact, rtol=1e-4, atol=1e-5)
     for k in (1, 5, 20):
-        top, ids = topk_logprobs(fp, k)
-        approx = bucketed_kl(top, ids, q)
+        top, ids = topk_logprobs(fp_lp, k)
+        approx = bucketed_kl(top, ids, q_lp)
         assert torch.all(approx <= exact + 1e-5) and torch.all(approx >= -1e-6)

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from conftest import SMALL
 from sweep.constants import FEATURES_FILE, SUMMARY_FILE

@@ -1,0 +1,85 @@
+"""Quality metrics of `tiny` on held-out text: LM and unigram perplexity, SAE EV / L0 / dead.
+
+Pure functions on loaded artefacts, reused by the build (manifest) and by the tests
+(recomputed, never read back from the manifest). Every sequence starts with BOS; the BOS
+position is never a prediction target and never an SAE input.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+def chunk_stream(ids: list[int] | torch.Tensor, context_size: int, bos_id: int) -> torch.Tensor:
+    """Split a token stream into non-overlapping BOS-prefixed rows [n, context_size]."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    n = context_size - 1
+    rows = ids[: (ids.numel() // n) * n].view(-1, n)
+    bos = torch.full((rows.shape[0], 1), bos_id, dtype=torch.long)
+    return torch.cat([bos, rows], dim=1)
+
+
+@torch.no_grad()
+def lm_perplexity(model: Any, chunks: torch.Tensor, batch_size: int = 32) -> float:
+    """exp(mean next-token cross-entropy) over all targets except the BOS position."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, chunks.shape[0], batch_size):
+        batch = chunks[i : i + batch_size]
+        logits = model(input_ids=batch).logits.double()
+        ce = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]),
+            batch[:, 1:].reshape(-1),
+            reduction="sum",
+        )
+        total += ce.item()
+        count += batch[:, 1:].numel()
+    return math.exp(total / count)
+
+
+def unigram_perplexity(
+    train_ids: list[int] | torch.Tensor, eval_ids: list[int] | torch.Tensor, vocab_size: int
+) -> float:
+    """Perplexity of an add-one-smoothed unigram model fitted on train ids, on eval ids."""
+    train = torch.as_tensor(train_ids, dtype=torch.long).flatten()
+    counts = torch.bincount(train, minlength=vocab_size).double() + 1.0
+    logp = torch.log(counts / counts.sum())
+    ev = torch.as_tensor(eval_ids, dtype=torch.long).flatten()
+    return math.exp(-logp[ev].mean().item())
+
+
+@torch.no_grad()
+def resid_activations(
+    model: Any, chunks: torch.Tensor, layer: int, batch_size: int = 32
+) -> torch.Tensor:
+    """Output of block `layer` (TL `blocks.{layer}.hook_resid_post`), BOS dropped: [N, d]."""
+    model.eval()
+    out = []
+    for i in range(0, chunks.shape[0], batch_size):
+        hs = model(input_ids=chunks[i : i + batch_size], output_hidden_states=True).hidden_states
+        out.append(hs[layer + 1][:, 1:].reshape(-1, hs[layer + 1].shape[-1]).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sae_metrics(sae: Any, acts: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
+    """Explained variance, mean L0 and dead-feature fraction of `sae` on activations [N, d]."""
+    sse, l0_sum = 0.0, 0.0
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    for i in range(0, acts.shape[0], batch_size):
+        x = acts[i : i + batch_size]
+        f = sae.encode(x)
+        sse += (x - sae.decode(f)).double().pow(2).sum().item()
+        active = f > 0
+        l0_sum += active.sum().item()
+        fired |= active.any(0).cpu()
+    sst = (acts.double() - acts.double().mean(0)).pow(2).sum().item()
+    return {
+        "explained_variance": 1.0 - sse / sst,
+        "mean_l0": l0_sum / acts.shape[0],
+        "dead_fraction": 1.0 - fired.float().mean().item(),
+        "n_tokens": int(acts.shape[0]),
+    }
