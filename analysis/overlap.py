@@ -13,3 +13,67 @@ def overlap_of_jobs(job_a: Path, job_b: Path) -> dict:
     a = pd.read_parquet(Path(job_a) / FEATURES_FILE)
     b = pd.read_parquet(Path(job_b) / FEATURES_FILE)
     return damage_overlap(a, b)
+
+
+def paired_damage(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Damage of the features active in both frames, side by side (damage_a, damage_b)."""
+    cols = ["sae", "feature", "active", "damage", "class"]
+    m = a[cols].merge(b[cols], on=["sae", "feature"], suffixes=("_a", "_b"), validate="one_to_one")
+    return m[m["active_a"].astype(bool) & m["active_b"].astype(bool)].reset_index(drop=True)
+
+
+def matched_pairs(jobs: pd.DataFrame) -> list[tuple[pd.Series, pd.Series | None]]:
+    """Each matched-pruning job with the sweep's job of its reference method at the same bits.
+
+    The partner must share sweep, model, SAEs, bits and the FP reference key (same tokens and
+    FP model), so its features are the reference model the matched job compared against.
+    """
+    if "matched_reference" not in jobs or "sparsity" not in jobs:
+        return []
+    matched = jobs[jobs["compression"].astype(str).str.endswith("_matched")]
+    pairs = []
+    for _, job in matched.iterrows():
+        method = job["matched_reference"] or "rtn"
+        same = jobs[
+            (jobs["compression"] == method)
+            & (jobs["sweep"] == job["sweep"])
+            & (jobs["model"] == job["model"])
+            & (jobs["saes"] == job["saes"])
+            & (jobs["bits"] == job["bits"])
+        ]
+        if job.get("reference_key") is not None:
+            same = same[same["reference_key"] == job["reference_key"]]
+        pairs.append((job, same.iloc[0] if len(same) else None))
+    return pairs
+
+
+def overlap_table(jobs: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """Per matched job: sparsity, Jaccard and Spearman (from its summary, else recomputed)."""
+    rows = []
+    for job, ref in matched_pairs(jobs):
+        row = {
+            "sweep": job["sweep"],
+            "model": job["model"],
+            "saes": job["saes"],
+            "bits": int(job["bits"]),
+            "reference": job["matched_reference"] or "rtn",
+            "matched_sparsity": job["sparsity"],
+            "converged": job.get("matched_converged"),
+            "jaccard": job["overlap_jaccard"],
+            "spearman": job["overlap_spearman"],
+            "n_damaged_reference": job["overlap_n_damaged_a"],
+            "n_damaged_pruned": job["overlap_n_damaged_b"],
+            "source": "summary",
+        }
+        if pd.isna(job["overlap_n_damaged_a"]) and ref is not None:
+            mine = features[features["sweep"] == job["sweep"]]
+            got = damage_overlap(mine[mine["key"] == ref["key"]], mine[mine["key"] == job["key"]])
+            row.update(
+                jaccard=got["jaccard"],
+                spearman=got["spearman"],
+                n_damaged_reference=got["n_damaged_a"],
+                n_damaged_pruned=got["n_damaged_b"],
+                source=f"recomputed from job {ref['key']}",
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -2,6 +2,10 @@
 
 from sweep.tiny import ASSET_DIR
 
+# Bumped whenever what a job measures changes meaning: part of every job key, so a relaunch
+# recomputes results made by older semantics instead of skipping them.
+RESULTS_VERSION = 1
+
 FEATURES_FILE = "features.parquet"
 SUMMARY_FILE = "summary.json"
 FAILURE_FILE = "failure.json"

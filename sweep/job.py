@@ -40,7 +40,14 @@ from sweep.record import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from sweep.reference import Reference, check_cache_root, load_or_compute, reference_key
+from sweep.reference import (
+    Reference,
+    check_cache_root,
+    directory_fingerprint,
+    load_or_compute,
+    reference_key,
+    weights_digest,
+)
 from sweep.saes import check_sae_fits, check_sae_fits_config, load_saes, shared_model_kwargs
 from sweep.schema import validate
 from sweep.survival import class_fractions, feature_frame
@@ -107,7 +114,7 @@ def run(cfg: DictConfig) -> dict:
         write_parquet_atomic(out / FEATURES_FILE, frame)
         summary["wall_time_s"] = time.perf_counter() - wall
         write_json_atomic(out / SUMMARY_FILE, summary)
-        tracking.log_result(wandb_run, summary, frame, cfg.wandb.log_table)
+        tracking.log_result(wandb_run, summary, frame, out / SUMMARY_FILE, cfg.wandb.log_table)
     metrics = summary["metrics"]
     log.info(
         "done %s: %d/%d active features survived (%.1f%%), ppl %.3f -> %.3f",
@@ -121,12 +128,14 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def reference_identity(cfg: DictConfig, hf_model, processing: dict, first: int) -> dict:
+def reference_identity(cfg: DictConfig, hf_model, saes: dict, processing: dict, first: int) -> dict:
     """Everything besides the tokens that determines the FP reference."""
     return {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "model_revision": getattr(hf_model.config, "_commit_hash", None),
+        "model_files": directory_fingerprint(model_path(cfg.model)),
         "sae": OmegaConf.to_container(cfg.sae, resolve=True),
+        "sae_weights": [weights_digest(sae) for sae in saes.values()],
         "processing": processing,
         "first": first,
         "kl_top_k": cfg.eval.kl_top_k,
@@ -170,7 +179,7 @@ def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
         return ref
 
     with stage("reference", timings):
-        ref_key = reference_key(reference_identity(cfg, hf_model, processing, first), tokens)
+        ref_key = reference_key(reference_identity(cfg, hf_model, saes, processing, first), tokens)
         reference, computed = load_or_compute(
             cfg.reference_cache, ref_key, partial(compute_fp, hf_model)
         )

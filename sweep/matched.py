@@ -9,12 +9,14 @@ class MatchResult:
     """Outcome of the search; `sparsity` is the closest found even when not converged."""
 
     target_ppl: float
+    base_ppl: float
     sparsity: float
     ppl: float
     rel_error: float
     converged: bool
     steps: int
     history: list[tuple[float, float]] = field(default_factory=list)
+    reason: str | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready fields."""
@@ -28,11 +30,14 @@ def match_sparsity(
     max_steps: int = 20,
     max_sparsity: float = 0.95,
 ) -> MatchResult:
-    """Bisect sparsity in [0, max_sparsity] until |ppl − target| / target ≤ rel_tol.
+    """Bisect sparsity in [0, max_sparsity] for the perplexity crossing `target_ppl`.
 
-    Assumes perplexity grows with sparsity (true of magnitude pruning in practice); each
-    evaluation counts as a step. If the target lies outside the reachable range, the nearer
-    end is returned with converged=False.
+    The tolerance is relative to the perplexity increase being matched, target − ppl(0):
+    converged when |ppl(s) − target| ≤ rel_tol × (target − ppl(0)). (A tolerance relative to
+    the perplexity itself would accept the unpruned model whenever the compressed model costs
+    less than rel_tol of perplexity, as 8-bit RTN always does.) Assumes perplexity grows with
+    sparsity, as magnitude pruning does in practice; each evaluation counts as a step. A target
+    outside the reachable range returns the nearer end, not converged, with the reason.
     """
     history: list[tuple[float, float]] = []
 
@@ -41,26 +46,32 @@ def match_sparsity(
         history.append((s, ppl))
         return ppl
 
-    def within(ppl: float) -> bool:
-        return abs(ppl - target_ppl) / target_ppl <= rel_tol
-
-    lo, hi = 0.0, max_sparsity
-    ends_miss = not (within(evaluate(lo)) or within(evaluate(hi)))
-    if ends_miss and history[0][1] < target_ppl < history[1][1]:
+    base = evaluate(0.0)
+    gap = target_ppl - base
+    tol = rel_tol * abs(gap)
+    reason = None
+    if gap <= 0:
+        reason = "target perplexity is at or below the unpruned model's: pruning cannot match it"
+    elif evaluate(max_sparsity) < target_ppl:
+        reason = f"target perplexity is above the model pruned to {max_sparsity}"
+    else:
+        lo, hi = 0.0, max_sparsity
         while len(history) < max_steps:
             mid = (lo + hi) / 2
             ppl = evaluate(mid)
-            if within(ppl):
+            if abs(ppl - target_ppl) <= tol:
                 break
             lo, hi = (mid, hi) if ppl < target_ppl else (lo, mid)
     sparsity, ppl = min(history, key=lambda h: abs(h[1] - target_ppl))
-    rel_error = abs(ppl - target_ppl) / target_ppl
+    rel_error = abs(ppl - target_ppl) / abs(gap) if gap else 0.0
     return MatchResult(
         target_ppl=target_ppl,
+        base_ppl=base,
         sparsity=sparsity,
         ppl=ppl,
         rel_error=rel_error,
-        converged=rel_error <= rel_tol,
+        converged=gap > 0 and rel_error <= rel_tol,
         steps=len(history),
         history=history,
+        reason=reason,
     )

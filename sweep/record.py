@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.constants import FEATURES_FILE, JOBS_DIR, SUMMARY_FILE
+from sweep.constants import FEATURES_FILE, JOBS_DIR, RESULTS_VERSION, SUMMARY_FILE
 from sweep.schema import NON_KEY_FIELDS
 
 TRACKED_PACKAGES = (
@@ -36,7 +36,8 @@ def keyed_config(cfg: DictConfig) -> dict[str, Any]:
 
 def job_key(cfg: DictConfig) -> str:
     """A short content hash of the keyed config; equal configs share results."""
-    blob = json.dumps(keyed_config(cfg), sort_keys=True, separators=(",", ":"))
+    keyed = {**keyed_config(cfg), "results_version": RESULTS_VERSION}
+    blob = json.dumps(keyed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -194,3 +194,24 @@ def load_or_compute(
         ref = compute()
         save_reference(entry, ref)
         return ref, True
+
+
+def directory_fingerprint(path: str | Path | None) -> list[tuple[str, int, int]] | None:
+    """(name, size, mtime) of a local checkpoint's files, so a rebuilt model never reuses a stale
+    reference; None for hub ids, whose revision identifies them instead."""
+    if path is None or not Path(path).is_dir():
+        return None
+    return sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in Path(path).iterdir()
+        if p.is_file()
+    )
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (cheap for an SAE; identifies its weights)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

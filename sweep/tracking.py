@@ -43,12 +43,15 @@ def start(cfg: DictConfig, key: str):
     )
 
 
-def log_result(run, summary: dict, frame: pd.DataFrame, log_table: bool = True) -> None:
-    """Summary metrics (flattened) and, optionally, the per-feature survival table."""
+def log_result(
+    run, summary: dict, frame: pd.DataFrame, summary_file: Path, log_table: bool = True
+) -> None:
+    """Summary metrics (flattened), the summary.json itself and the per-feature table."""
     if run is None:
         return
     import wandb
 
+    run.save(str(summary_file), base_path=str(summary_file.parent), policy="now")
     run.summary.update(
         _flat({"metrics": summary["metrics"], "prediction": summary.get("prediction") or {}})
     )

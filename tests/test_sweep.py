@@ -74,12 +74,16 @@ def test_wandb_offline_run_holds_config_summary_and_table(small_cfg, tmp_path: P
     (table_file,) = run_dir.glob("files/media/table/features_*.table.json")
     table = json.loads(table_file.read_text())
     assert "r" in table["columns"] and len(table["data"]) > 0
+    saved = json.loads((run_dir / "files" / SUMMARY_FILE).read_text())
+    assert saved["metrics"]["frac_survived"] == metrics["frac_survived"]
 
     key = job_key(small_cfg)
     summary = {"metrics": metrics, "prediction": {"estimable": False}}
     wandb_run = tracking.start(small_cfg, key)
     try:
-        tracking.log_result(wandb_run, summary, pd.DataFrame({"r": [1.0]}), log_table=False)
+        summary_file = tmp_path / SUMMARY_FILE
+        summary_file.write_text(json.dumps(summary))
+        tracking.log_result(wandb_run, summary, pd.DataFrame({"r": [1.0]}), summary_file, False)
         assert wandb_run.summary["metrics/frac_survived"] == metrics["frac_survived"]
         assert wandb_run.config["bits"] == small_cfg.bits and wandb_run.config["key"] == key
         assert wandb_run.group == "default"

@@ -1,0 +1,295 @@
+"""Collect sweep results into tidy frames, validating every job against the results contract."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sweep.constants import (
+    CLASSES,
+    FAILURE_FILE,
+    FEATURE_COLUMNS,
+    FEATURES_FILE,
+    JOBS_DIR,
+    SUMMARY_FILE,
+)
+
+log = logging.getLogger("qfeat.analysis")
+
+REQUIRED_SUMMARY = ("key", "status", "model", "saes", "compression", "bits", "metrics")
+REQUIRED_METRICS = (
+    "n_active",
+    "frac_survived",
+    "frac_blurred",
+    "frac_destroyed",
+    "fp_ppl",
+    "q_ppl",
+)
+# Columns that identify a job in every frame.
+JOB_COLUMNS = ["sweep", "key", "model", "compression", "bits", "sparsity"]
+_LAYER = re.compile(r"blocks\.(\d+)\.")
+
+
+class AnalysisError(Exception):
+    """A user-facing analysis error, printed by the CLI as one line."""
+
+
+@dataclass
+class JobRecord:
+    """One job's raw results: its summary dict and features frame, wherever they came from."""
+
+    sweep: str
+    source: str
+    summary: dict[str, Any]
+    features: pd.DataFrame
+
+
+@dataclass
+class Collection:
+    """Everything analysis needs: tidy frames, raw summaries and what was skipped (and why)."""
+
+    jobs: pd.DataFrame
+    per_sae: pd.DataFrame
+    features: pd.DataFrame
+    skipped: pd.DataFrame
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+
+def layer_of(hook: str) -> int | None:
+    """The block index in a TransformerLens hook name such as blocks.2.hook_resid_post."""
+    m = _LAYER.search(hook)
+    return int(m.group(1)) if m else None
+
+
+def _dtype_ok(series: pd.Series, expected: str) -> bool:
+    dt = series.dtype
+    if expected == "string":
+        return pd.api.types.is_string_dtype(dt) or (
+            pd.api.types.is_object_dtype(dt)
+            and series.map(lambda v: isinstance(v, str) or v is None).all()
+        )
+    if expected == "bool":
+        return pd.api.types.is_bool_dtype(dt)
+    if expected == "int64":
+        return pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
+    return pd.api.types.is_float_dtype(dt)
+
+
+def check_features(frame: pd.DataFrame) -> str | None:
+    """Why a features frame breaks the FEATURE_COLUMNS contract, or None when it is valid."""
+    missing = [c for c in FEATURE_COLUMNS if c not in frame.columns]
+    if missing:
+        return f"{FEATURES_FILE} lacks columns {missing}"
+    bad = [
+        f"{c} is {frame[c].dtype}, expected {t}"
+        for c, (t, _) in FEATURE_COLUMNS.items()
+        if not _dtype_ok(frame[c], t)
+    ]
+    if bad:
+        return f"{FEATURES_FILE} has wrong dtypes: {'; '.join(bad)}"
+    if len(frame) == 0:
+        return f"{FEATURES_FILE} has no rows"
+    return None
+
+
+def check_summary(summary: Any) -> str | None:
+    """Why a summary dict breaks the contract, or None when it is valid."""
+    if not isinstance(summary, dict):
+        return f"{SUMMARY_FILE} is not a JSON object"
+    missing = [k for k in REQUIRED_SUMMARY if k not in summary]
+    if missing:
+        return f"{SUMMARY_FILE} lacks keys {missing}"
+    if summary["status"] != "complete":
+        return f"{SUMMARY_FILE} status is {summary['status']!r}, not 'complete'"
+    metrics = summary["metrics"]
+    if not isinstance(metrics, dict):
+        return f"{SUMMARY_FILE} metrics is not an object"
+    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    if missing:
+        return f"{SUMMARY_FILE} metrics lack {missing}"
+    return None
+
+
+def read_job(directory: Path, sweep: str) -> tuple[JobRecord | None, str | None]:
+    """A job directory as a record, or None and the reason it cannot be used."""
+    failure = directory / FAILURE_FILE
+    summary_path, features_path = directory / SUMMARY_FILE, directory / FEATURES_FILE
+    if not summary_path.is_file():
+        if failure.is_file():
+            try:
+                return None, f"failed: {json.loads(failure.read_text()).get('error', '?')}"
+            except (json.JSONDecodeError, OSError) as err:
+                return None, f"failed ({FAILURE_FILE} unreadable: {err})"
+        return None, f"no {SUMMARY_FILE} (job unfinished?)"
+    if not features_path.is_file():
+        return None, f"no {FEATURES_FILE}"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, OSError) as err:
+        return None, f"{SUMMARY_FILE} unreadable: {err}"
+    try:
+        features = pd.read_parquet(features_path)
+    except Exception as err:  # pyarrow raises several types for corrupt files
+        return None, f"{FEATURES_FILE} unreadable: {type(err).__name__}: {err}"
+    if isinstance(summary, dict) and summary.get("key") not in (None, directory.name):
+        return None, f"{SUMMARY_FILE} key {summary['key']} does not match the directory name"
+    return JobRecord(sweep, str(directory), summary, features), None
+
+
+def _class_fractions(frame: pd.DataFrame) -> dict[str, float | int]:
+    """Active count and class fractions of one SAE's features (as sweep.survival computes)."""
+    active = frame[frame["active"].astype(bool)]
+    n = len(active)
+    out: dict[str, float | int] = {"n_features": len(frame), "n_active": n}
+    for name in CLASSES:
+        count = int((active["class"] == name).sum())
+        out[f"n_{name}"], out[f"frac_{name}"] = count, count / n if n else float("nan")
+    out["n_silenced"] = int(active["silenced"].sum())
+    out["mean_r"] = float(active["r"].mean()) if n else float("nan")
+    return out
+
+
+def top_predictor(prediction: dict | None) -> tuple[str | None, float, str | None]:
+    """The predictor with the largest direction-free marginal AUC: (name, auc_abs, sign)."""
+    marginal = (prediction or {}).get("marginal") or {}
+    scored = [(v.get("auc_abs"), k, v.get("sign")) for k, v in marginal.items()]
+    scored = [s for s in scored if s[0] is not None and np.isfinite(s[0])]
+    if not scored:
+        return None, float("nan"), None
+    auc, name, sign = max(scored)
+    return name, float(auc), sign
+
+
+def _job_row(rec: JobRecord) -> dict[str, Any]:
+    s = rec.summary
+    m = s["metrics"]
+    row: dict[str, Any] = {
+        "sweep": rec.sweep,
+        "key": s["key"],
+        "model": s["model"],
+        "compression": s["compression"],
+        "bits": int(s["bits"]),
+        "sparsity": m.get("sparsity"),
+        "saes": ",".join(s["saes"]),
+        "device": s.get("device"),
+        "git_commit": s.get("git_commit"),
+        "wall_time_s": s.get("wall_time_s"),
+    }
+    row.update({k: v for k, v in m.items() if k not in row and not isinstance(v, dict | list)})
+    overlap = ((s.get("matched") or {}).get("overlap")) or {}
+    search = ((s.get("matched") or {}).get("search")) or {}
+    row["reference_key"] = (s.get("reference") or {}).get("key")
+    row["matched_reference"] = (s.get("matched") or {}).get("reference_method")
+    row["matched_converged"] = search.get("converged")
+    row["matched_rel_error"] = search.get("rel_error")
+    for k in ("jaccard", "spearman", "n_damaged_a", "n_damaged_b", "n_common_active"):
+        row[f"overlap_{k}"] = overlap.get(k, np.nan)
+    return row
+
+
+def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
+    s = rec.summary
+    base = {c: v for c, v in _job_row(rec).items() if c in JOB_COLUMNS}
+    rows = []
+    for hook, part in rec.features.groupby("sae", sort=False):
+        fractions = (s.get("per_sae") or {}).get(hook) or _class_fractions(part)
+        pred = (s.get("prediction") or {}).get(hook) or {}
+        name, auc_abs, sign = top_predictor(pred)
+        rows.append(
+            {
+                **base,
+                "sae": hook,
+                "layer": layer_of(str(hook)),
+                **{k: v for k, v in fractions.items() if not isinstance(v, dict | list)},
+                "cv_auc": pred.get("auc", np.nan) if pred.get("estimable") else np.nan,
+                "cv_auc_std": pred.get("fold_auc_std", np.nan),
+                "prediction_reason": pred.get("reason"),
+                "top_predictor": name,
+                "top_predictor_auc": auc_abs,
+                "top_predictor_sign": sign,
+            }
+        )
+    return rows
+
+
+def build(
+    records: list[JobRecord], skipped: list[dict[str, str]], sources: list[str]
+) -> Collection:
+    """Validate records and assemble the tidy frames; invalid records join `skipped`."""
+    good: list[JobRecord] = []
+    for rec in records:
+        reason = check_summary(rec.summary) or check_features(rec.features)
+        if reason:
+            skipped.append({"sweep": rec.sweep, "job": rec.source, "reason": reason})
+        else:
+            good.append(rec)
+    jobs = pd.DataFrame([_job_row(r) for r in good])
+    per_sae = pd.DataFrame([row for r in good for row in _per_sae_rows(r)])
+    parts = []
+    for rec in good:
+        frame = rec.features[list(FEATURE_COLUMNS)].copy()
+        s = rec.summary
+        frame = frame.assign(
+            sweep=rec.sweep,
+            key=s["key"],
+            model=s["model"],
+            compression=s["compression"],
+            bits=int(s["bits"]),
+            sparsity=s["metrics"].get("sparsity"),
+        )
+        parts.append(frame.astype({"sae": "string", "class": "string"}))
+    features = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(features):
+        features["layer"] = features["sae"].map(lambda h: layer_of(str(h)))
+    sort = ["sweep", "model", "compression", "bits"]
+    if len(jobs):
+        jobs = jobs.sort_values(sort, kind="stable", ignore_index=True)
+        per_sae = per_sae.sort_values([*sort, "sae"], kind="stable", ignore_index=True)
+    return Collection(
+        jobs=jobs,
+        per_sae=per_sae,
+        features=features,
+        skipped=pd.DataFrame(skipped, columns=["sweep", "job", "reason"]),
+        summaries={f"{r.sweep}/{r.summary['key']}": r.summary for r in good},
+        sources=sources,
+    )
+
+
+def collect(sweep_dirs: list[Path | str]) -> Collection:
+    """Read every job under each sweep directory's jobs/ folder into one Collection."""
+    records: list[JobRecord] = []
+    skipped: list[dict[str, str]] = []
+    for raw in sweep_dirs:
+        root = Path(raw)
+        if root.name == JOBS_DIR and not (root / JOBS_DIR).is_dir():
+            root = root.parent
+        if not root.is_dir():
+            raise AnalysisError(f"sweep directory {root} does not exist")
+        jobs_dir = root / JOBS_DIR
+        job_dirs = sorted(p for p in jobs_dir.iterdir() if p.is_dir()) if jobs_dir.is_dir() else []
+        if not job_dirs:
+            raise AnalysisError(f"no job results in {root} (expected {root / JOBS_DIR}/<key>/)")
+        for directory in job_dirs:
+            rec, reason = read_job(directory, root.name)
+            if rec is None:
+                skipped.append({"sweep": root.name, "job": str(directory), "reason": str(reason)})
+            else:
+                records.append(rec)
+    out = build(records, skipped, [str(Path(p)) for p in sweep_dirs])
+    log.info(
+        "collect: %d jobs, %d skipped, from %d sweep(s)",
+        len(out.jobs),
+        len(skipped),
+        len(sweep_dirs),
+    )
+    for row in out.skipped.itertuples():
+        log.warning("skipped %s: %s", row.job, row.reason)
+    return out

@@ -1,0 +1,157 @@
+"""One self-contained report.html (base64 PNGs, tables, config, versions) plus report.md."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.collect import Collection
+from analysis.figures import Figure, make_figures
+from analysis.tables import Table, to_markdown, write_tables
+
+log = logging.getLogger("qfeat.analysis")
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1100px;padding:0 1rem;color:#212529;line-height:1.45}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #dee2e6;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0;display:block;overflow-x:auto}
+th,td{border:1px solid #dee2e6;padding:.2rem .45rem;text-align:right;white-space:nowrap}
+th{background:#f1f3f5}td:first-child,th:first-child{text-align:left}
+figure{margin:1.2rem 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.9rem;color:#495057}.note{color:#868e96;font-size:.9rem}
+pre{background:#f8f9fa;padding:.6rem;font-size:.75rem;overflow-x:auto}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def html_table(frame: pd.DataFrame, names: dict[str, str] | None = None) -> str:
+    """An escaped HTML table of a frame, NaN as –."""
+    names = names or {}
+    head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def varying_config(col: Collection) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The config shared by all jobs, and for each differing dotted key its distinct values."""
+    flat: list[dict[str, Any]] = [
+        pd.json_normalize(s.get("config") or {}, sep=".").iloc[0].to_dict()
+        for s in col.summaries.values()
+    ]
+    if not flat:
+        return {}, {}
+    keys = sorted({k for f in flat for k in f})
+    shared, varying = {}, {}
+    for k in keys:
+        vals = [json.dumps(f.get(k), default=str, sort_keys=True) for f in flat]
+        if len(set(vals)) == 1:
+            shared[k] = flat[0].get(k)
+        else:
+            varying[k] = sorted(set(vals))
+    return shared, varying
+
+
+def versions(col: Collection) -> pd.DataFrame:
+    """Library versions and git commits found across jobs (several values flag a mixed sweep)."""
+    seen: dict[str, set[str]] = {}
+    for s in col.summaries.values():
+        for lib, v in (s.get("versions") or {}).items():
+            seen.setdefault(lib, set()).add(str(v))
+        seen.setdefault("qfeat git commit", set()).add(str(s.get("git_commit")))
+    return pd.DataFrame(
+        [{"package": k, "version": ", ".join(sorted(v))} for k, v in sorted(seen.items())]
+    )
+
+
+def _sections(
+    col: Collection, figures: list[Figure], skipped: list[tuple[str, str]], tables: list[Table]
+) -> list[tuple[str, str, str]]:
+    """(title, html body, markdown body) of each report section."""
+    from analysis.tables import HEADLINE, MATCHED
+
+    names = {"headline": HEADLINE, "matched": MATCHED}
+    titles = {"headline": "Headline numbers", "matched": "Quantization vs matched pruning"}
+    out = []
+    figs_html, figs_md = [], []
+    for f in figures:
+        data = base64.b64encode(f.png.read_bytes()).decode()
+        figs_html.append(
+            f'<figure id="{f.name}"><img alt="{html.escape(f.title)}" '
+            f'src="data:image/png;base64,{data}"><figcaption><b>{html.escape(f.title)}.</b> '
+            f"{html.escape(f.question)} (<code>figures/{f.png.name}</code>)</figcaption></figure>"
+        )
+        figs_md.append(f"![{f.title}](figures/{f.png.name})\n\n*{f.title}.* {f.question}\n")
+    for name, why in skipped:
+        figs_html.append(
+            f'<p class="note">Figure <code>{name}</code> skipped: {html.escape(why)}</p>'
+        )
+        figs_md.append(f"> Figure `{name}` skipped: {why}\n")
+    for t in tables:
+        out.append(
+            (
+                titles[t.name],
+                f"<p>{html.escape(t.caption)} "
+                f"(<code>tables/{t.csv.name}</code>)</p>" + html_table(t.frame, names[t.name]),
+                f"{t.caption} (`tables/{t.csv.name}`)\n\n" + t.md.read_text(),
+            )
+        )
+    out.append(("Figures", "\n".join(figs_html), "\n".join(figs_md)))
+    if len(col.skipped):
+        out.append(("Skipped jobs", html_table(col.skipped), to_markdown(col.skipped)))
+    shared, varying = varying_config(col)
+    conf = json.dumps({"varying": varying, "shared": shared}, indent=1, default=str)
+    out.append(("Configuration", f"<pre>{html.escape(conf)}</pre>", f"```json\n{conf}\n```\n"))
+    ver = versions(col)
+    out.append(("Library versions", html_table(ver), to_markdown(ver)))
+    return out
+
+
+def write_report(col: Collection, out: Path, n_boot: int = 2000, seed: int = 0) -> Path:
+    """Figures, tables, report.html and report.md under out/; returns the HTML path."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures, skipped = make_figures(col, out / "figures", n_boot, seed)
+    tables = write_tables(col, out / "tables", n_boot, seed)
+    sections = _sections(col, figures, skipped, tables)
+    n_jobs, n_skip = len(col.jobs), len(col.skipped)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sweeps = ", ".join(col.sources)
+    intro = (
+        f"{n_jobs} jobs ({n_skip} skipped) from {sweeps}; generated {stamp} by "
+        "<code>python -m analysis</code> from result files only."
+    )
+    toc = "".join(
+        f'<li><a href="#s{i}">{html.escape(t)}</a></li>' for i, (t, _, _) in enumerate(sections)
+    )
+    body = "".join(
+        f'<h2 id="s{i}">{html.escape(t)}</h2>{h}' for i, (t, h, _) in enumerate(sections)
+    )
+    doc = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>qfeat report: '
+        f"{html.escape(sweeps)}</title><style>{CSS}</style></head><body>"
+        f"<h1>qfeat report</h1><p>{intro}</p><ul>{toc}</ul>{body}</body></html>\n"
+    )
+    page = out / "report.html"
+    page.write_text(doc, encoding="utf-8")
+    md = [f"# qfeat report\n\n{intro.replace('<code>', '`').replace('</code>', '`')}\n"]
+    md += [f"## {t}\n\n{m}" for t, _, m in sections]
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    log.info("report: %s (%d figures, %d tables)", page, len(figures), len(tables))
+    return page

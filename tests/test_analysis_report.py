@@ -1,0 +1,122 @@
+"""analysis/ end to end on a small real tiny-model sweep: figures, report HTML, Chromium render."""
+
+import shutil
+import struct
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from analysis.__main__ import main
+from analysis.collect import collect
+from analysis.figures import make_figures
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEP = [
+    "bits=3,8",
+    "compression=rtn,magnitude_matched",
+    "data.n_sequences=16",
+    "data.seq_len=64",
+    "eval.sliding_window_stride=null",  # sliding-window PPL is not needed here; saves ~40 s
+    "survival.min_active_tokens=3",
+    "compression.calibration_sequences=4",
+    "compression.max_steps=8",
+    "runtime.device=cpu",
+    "runtime.progress=false",
+    "wandb.mode=disabled",
+    "sweep_name=analysis_test",
+]
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-job real multirun on the embedded tiny model (rtn / matched pruning × 3 / 8 bits)."""
+    out = tmp_path_factory.mktemp("analysis_sweep")
+    subprocess.run(
+        [sys.executable, "launch.py", "-m", *SWEEP, f"out_root={out}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out / "analysis_test"
+
+
+@pytest.fixture(scope="session")
+def report(real_sweep: Path) -> Path:
+    """The report folder written by the CLI for the real sweep."""
+    assert main([str(real_sweep), "--n-boot", "500", "-q"]) == 0
+    return real_sweep / "report"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+class Images(HTMLParser):
+    """Collects <img> sources and figure ids while parsing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.srcs: list[str] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "img":
+            self.srcs.append(a.get("src") or "")
+        if tag == "figure":
+            self.ids.append(a.get("id") or "")
+
+
+def test_every_figure_has_expected_pixel_size(real_sweep: Path, tmp_path: Path) -> None:
+    col = collect([real_sweep])
+    assert len(col.jobs) == 4 and col.skipped.empty
+    figures, skipped = make_figures(col, tmp_path, n_boot=200)
+    names = {f.name for f in figures} | {n for n, _ in skipped}
+    assert {"survival_vs_bits", "class_stacks", "r_ecdf", "dppl_vs_degraded"} <= names
+    assert {"damage_scatter", "overlap_vs_bits"} & {f.name for f in figures}
+    for f in figures:
+        assert f.png.stat().st_size > 1000 and f.svg.stat().st_size > 1000
+        assert png_size(f.png) == f.size_px
+        assert min(f.size_px) >= 900  # 300 dpi on a ≥ 3-inch canvas
+
+
+def test_report_html_parses_and_embeds_every_figure(report: Path) -> None:
+    pngs = sorted(p.stem for p in (report / "figures").glob("*.png"))
+    parser = Images()
+    parser.feed((report / "report.html").read_text())
+    assert sorted(parser.ids) == pngs
+    assert len(parser.srcs) == len(pngs)
+    assert all(s.startswith("data:image/png;base64,") for s in parser.srcs)
+    md = (report / "report.md").read_text()
+    assert all(f"figures/{p}.png" in md for p in pngs)
+    for name in ("headline", "matched"):
+        assert (report / "tables" / f"{name}.csv").stat().st_size > 0
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="chromium not installed (apt-get install -y chromium) - report rendering not checked",
+)
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    done = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "scripts" / "render_report.sh"),
+            str(report / "report.html"),
+            str(shot),
+            "1280,2000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert png_size(shot) == (1280, 2000)
