@@ -1,5 +1,6 @@
 """The measured token set: fixed-length BOS-prefixed sequences, deterministic given the seed."""
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,40 @@ def text_file(cfg: DictConfig) -> str:
     if not cfg.path:
         raise QfeatError("data.source=text_file needs data.path")
     return _read_text(Path(cfg.path))
+
+
+# Defaults of the hub source; `data.text_column`, `data.split`, `data.max_documents` override them.
+@TOKEN_SOURCES.register("hub_dataset")
+def hub_dataset_text(cfg: DictConfig) -> str:
+    """The first `max_documents` documents of a hub text dataset (`data.path`), streamed in order.
+
+    The repo is resolved through the hub cache (snapshot_download: a download online, the cached
+    snapshot with HF_HUB_OFFLINE=1), then its data files are streamed in their fixed order, so the
+    text (and, with the seed, the token set) is the same on every machine; documents are joined
+    by a blank line. `data.path` may also be a local dataset directory.
+    """
+    from datasets import load_dataset
+    from huggingface_hub import snapshot_download
+
+    from sweep.models import load_error
+
+    if not cfg.path:
+        raise QfeatError("data.source=hub_dataset needs data.path (a hub dataset id)")
+    try:
+        local = (
+            cfg.path
+            if Path(cfg.path).is_dir()
+            else snapshot_download(cfg.path, repo_type="dataset")
+        )
+        rows = load_dataset(local, split=cfg.split, streaming=True)
+        docs = [row[cfg.text_column] for row in itertools.islice(rows, cfg.max_documents)]
+    except KeyError as err:
+        raise QfeatError(f"dataset {cfg.path!r} has no text column {cfg.text_column!r}") from err
+    except (OSError, ConnectionError, ValueError) as err:
+        raise load_error("dataset", cfg.path, err, " --repo-type dataset") from err
+    if not docs:
+        raise QfeatError(f"dataset {cfg.path!r} split {cfg.split!r} has no documents")
+    return "\n\n".join(docs)
 
 
 def chunk_tokens(ids: list[int], seq_len: int, bos_id: int) -> torch.Tensor:

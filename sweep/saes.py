@@ -1,5 +1,7 @@
 """Load SAEs (SAE-Lens format) and check they fit the model they will read from."""
 
+import difflib
+import re
 import warnings
 from collections.abc import Callable
 
@@ -10,6 +12,7 @@ from transformer_lens import HookedTransformer
 
 from sweep.constants import TINY_ASSETS
 from sweep.errors import QfeatError
+from sweep.models import load_error
 from sweep.registry import Registry
 
 # An SAE loader: (sae config, layer, device) -> SAE in eval mode.
@@ -44,6 +47,67 @@ def load_tiny_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
     found = hook_layer(sae.cfg.metadata.hook_name)
     if found != layer:
         raise QfeatError(f"SAE {cfg.name!r} exists for layer {found} only; layer {layer} asked for")
+    return sae.eval()
+
+
+def release_layers(release: str, sae_id_template: str) -> dict[int, str]:
+    """Layer -> sae_id of every SAE in an SAE-Lens release that matches the id template.
+
+    Read from SAE-Lens' packaged pretrained directory (offline); an unknown release fails with
+    the closest valid names.
+    """
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    if release not in directory:
+        close = difflib.get_close_matches(release, list(directory), n=8, cutoff=0.5)
+        hint = ", ".join(close) if close else ", ".join(sorted(directory)[:20]) + ", ..."
+        raise QfeatError(
+            f"unknown SAE-Lens release {release!r}; valid releases include: {hint} "
+            f"({len(directory)} in sae_lens/pretrained_saes.yaml)"
+        )
+    if "{layer}" not in sae_id_template:
+        raise QfeatError(f"sae.sae_id={sae_id_template!r} must contain '{{layer}}'")
+    before, after = sae_id_template.split("{layer}", 1)
+    pattern = re.compile(re.escape(before) + r"(\d+)" + re.escape(after.replace("{layer}", "")))
+    layers = {}
+    for sae_id in directory[release].saes_map:
+        match = pattern.fullmatch(sae_id)
+        if match and sae_id == sae_id_template.format(layer=int(match.group(1))):
+            layers[int(match.group(1))] = sae_id
+    if not layers:
+        ids = list(directory[release].saes_map)[:6]
+        raise QfeatError(
+            f"no SAE of release {release!r} matches sae.sae_id={sae_id_template!r}; "
+            f"its ids look like {ids}"
+        )
+    return dict(sorted(layers.items()))
+
+
+@SAES.register("sae_lens")
+@SAES.register("pythia-70m-res-sm")
+@SAES.register("gemma-scope-2b-res-16k")
+def load_release_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
+    """One SAE of an SAE-Lens release (`sae.release`, `sae.sae_id` template with {layer})."""
+    if not cfg.release or not cfg.sae_id:
+        raise QfeatError(f"SAE {cfg.name!r} needs sae.release and sae.sae_id (with {{layer}})")
+    layers = release_layers(cfg.release, cfg.sae_id)
+    if layer not in layers:
+        raise QfeatError(
+            f"SAE-Lens release {cfg.release!r} has no SAE for layer {layer} "
+            f"(sae.sae_id={cfg.sae_id!r}); valid layers: {list(layers)}"
+        )
+    from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+
+    repo_id, _ = get_repo_id_and_folder_name(cfg.release, layers[layer])
+    try:
+        with warnings.catch_warnings():  # SAE-Lens advises on TL kwargs, which to_hooked applies
+            warnings.filterwarnings("ignore", message=r"(?s).*model_from_pretrained_kwargs")
+            sae = SAE.from_pretrained(cfg.release, layers[layer], device=str(device))
+    except OSError as err:  # LocalEntryNotFoundError is an OSError
+        raise load_error(
+            f"SAE {layers[layer]!r} of release {cfg.release!r} from repo", repo_id, err
+        ) from err
     return sae.eval()
 
 

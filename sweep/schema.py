@@ -58,6 +58,9 @@ class DataConfig:
     seq_len: int = 128
     n_sequences: int = 64
     seed: int = 0
+    text_column: str = "text"  # data.source=hub_dataset
+    split: str = "train"
+    max_documents: int = 2000
 
 
 @dataclass
