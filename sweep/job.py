@@ -3,6 +3,7 @@
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
@@ -13,6 +14,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from transformers import PreTrainedModel
 
 import sweep.compress  # noqa: F401  (registers the compressors)
 from sweep import tracking
@@ -99,7 +101,16 @@ def matched_metrics(variants: Variants, frames: dict, result: Measurement) -> di
     }
 
 
-def run(cfg: DictConfig) -> dict:
+# Builds the compressed model(s) a job measures from (config, FP HF model, to_tl, calibration).
+VariantBuilder = Callable[[DictConfig, PreTrainedModel, Callable, torch.Tensor], Variants]
+
+
+def default_variants(cfg, hf_model, to_tl, calibration) -> Variants:
+    """The sweep's variants: cfg.compression applied to the FP model in place."""
+    return build_variants(cfg, hf_model, to_tl, calibration, cfg.runtime.batch_size)
+
+
+def run(cfg: DictConfig, variants_of: VariantBuilder = default_variants) -> dict:
     """Run one job and return its metrics (read back from disk when the job was already done)."""
     wall = time.perf_counter()
     validate(cfg)
@@ -110,7 +121,7 @@ def run(cfg: DictConfig) -> dict:
         return {**json.loads((out / SUMMARY_FILE).read_text())["metrics"], "skipped": True}
     log.info("job %s -> %s", key, out)
     with tracking.session(cfg, key) as wandb_run:
-        summary, frame = measure_job(cfg, key)
+        summary, frame = measure_job(cfg, key, variants_of)
         write_parquet_atomic(out / FEATURES_FILE, frame)
         summary["wall_time_s"] = time.perf_counter() - wall
         write_json_atomic(out / SUMMARY_FILE, summary)
@@ -143,7 +154,9 @@ def reference_identity(cfg: DictConfig, hf_model, saes: dict, processing: dict, 
     }
 
 
-def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
+def measure_job(
+    cfg: DictConfig, key: str, variants_of: VariantBuilder = default_variants
+) -> tuple[dict, pd.DataFrame]:
     """The heavy part of a job: load, compress, measure; returns (summary, features frame)."""
     torch.manual_seed(cfg.seed)
     if cfg.runtime.num_threads:
@@ -185,7 +198,7 @@ def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
         )
         log.info("FP reference %s %s", ref_key, "computed" if computed else "loaded from cache")
     with stage("compress", timings):
-        variants = build_variants(cfg, hf_model, to_tl, calibration, batch_size)
+        variants = variants_of(cfg, hf_model, to_tl, calibration)
         del hf_model
         for sae in saes.values():
             check_sae_fits(sae, variants.models[variants.primary])
@@ -235,7 +248,7 @@ def measure_job(cfg: DictConfig, key: str) -> tuple[dict, pd.DataFrame]:
             "device": str(device),
             "model": cfg.model.name,
             "saes": list(saes),
-            "compression": cfg.compression.name,
+            "compression": variants.primary,
             "bits": cfg.bits,
             "reference": {"key": ref_key, "computed": computed},
             "config": OmegaConf.to_container(cfg, resolve=True),

@@ -42,6 +42,7 @@ MODELS: Registry[ModelSpec] = Registry("model")
 MODELS.register("tiny")(ModelSpec(default_path=str(TINY_ASSETS / "lm")))
 MODELS.register("pythia-70m")(ModelSpec(default_path="EleutherAI/pythia-70m-deduped"))
 MODELS.register("gemma-2-2b")(ModelSpec(default_path="google/gemma-2-2b"))
+MODELS.register("hf")(ModelSpec(default_path=""))  # any checkpoint: model.path=<HF id or dir>
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,7 +54,10 @@ def resolve_device(name: str) -> torch.device:
 
 def model_path(cfg: DictConfig) -> str:
     """The HF repo id or directory of `cfg.model`."""
-    return cfg.path or MODELS.get(cfg.name).default_path
+    path = cfg.path or MODELS.get(cfg.name).default_path
+    if not path:
+        raise QfeatError(f"model.name={cfg.name} needs model.path (an HF repo id or directory)")
+    return path
 
 
 def _not_cached(err: BaseException) -> bool:

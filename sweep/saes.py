@@ -35,8 +35,11 @@ def load_saes(cfg: DictConfig, device: torch.device) -> dict[str, SAE]:
 
 
 @SAES.register("tiny")
-def load_tiny_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
-    """The embedded tiny model's residual SAE from its SAE-Lens directory."""
+@SAES.register("local")
+def load_local_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
+    """An SAE in SAE-Lens' on-disk format at `sae.path` (default: the tiny model's SAE)."""
+    if not cfg.path and cfg.name != "tiny":
+        raise QfeatError("sae.name=local needs sae.path (an SAE-Lens directory)")
     path = cfg.path or TINY_ASSETS / "sae"
     try:
         with warnings.catch_warnings():  # SAE-Lens advises on TL kwargs, which to_hooked applies

@@ -116,6 +116,7 @@ class QfeatConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     bits: int = 4
     sparsity: float = 0.5
+    candidate: str | None = None  # audits: the compressed checkpoint measured against the model
     seed: int = 0
     sweep_name: str = "default"
     out_root: str = "outputs"

@@ -42,7 +42,10 @@ def test_shipped_config_composes_and_validates() -> None:
     [
         ("bits=1", "outside 2..16"),
         ("bits=17", "outside 2..16"),
-        ("model.name=gpt5", "unknown model 'gpt5'; choose one of: gemma-2-2b, pythia-70m, tiny"),
+        (
+            "model.name=gpt5",
+            "unknown model 'gpt5'; choose one of: gemma-2-2b, hf, pythia-70m, tiny",
+        ),
         ("sae.name=nope", "unknown sae 'nope'"),
         ("compression.name=zip", "unknown compression 'zip'; choose one of: magnitude, "),
         ("compression.granularity=group", "positive compression.group_size"),

@@ -1,0 +1,173 @@
+"""Audit a compressed checkpoint someone ships against its full-precision reference.
+
+python -m sweep.audit reference=<HF id or dir> candidate=<HF id or dir> \\
+    sae=<SAE-Lens release:id | SAE-Lens dir> [data=<name>] [key=value ...] [--fail-under 0.9]
+
+Both checkpoints are measured on identical tokens by the sweep's own job code (FP reference,
+measurement pass, result files); the verdict gives ΔPPL, the class fractions and the most
+damaged features. `--fail-under F` exits 1 when the fraction of surviving active features is
+below F, so the audit can gate a deployment in CI. Extra `key=value` are Hydra overrides of
+conf/config.yaml (e.g. data.n_sequences=256 runtime.device=cuda).
+"""
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer, PreTrainedModel
+
+from sweep.constants import FEATURES_FILE
+from sweep.errors import QfeatError
+from sweep.job import run
+from sweep.models import MODELS, load_hf_model, model_path
+from sweep.record import job_dir, job_key
+from sweep.schema import register_configs
+from sweep.variants import Variants
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CHECKED_CONFIG = (
+    "model_type",
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+)
+log = logging.getLogger("qfeat.audit")
+
+
+def sae_overrides(spec: str) -> list[str]:
+    """`release:id` (an SAE-Lens release) or a local SAE-Lens directory -> Hydra overrides."""
+    if Path(spec).is_dir():
+        hook = json.loads((Path(spec) / "cfg.json").read_text())["metadata"]["hook_name"]
+        return ["sae=tiny", "sae.name=local", f"sae.path={spec}", f"sae.layer={hook.split('.')[1]}"]
+    if ":" not in spec:
+        raise QfeatError(f"sae={spec!r} is neither a directory nor 'release:sae_id'")
+    release, sae_id = spec.split(":", 1)
+    layer = re.search(r"\d+", sae_id)
+    if layer is None:
+        raise QfeatError(f"cannot tell the layer of SAE-Lens id {sae_id!r}")
+    template = f"{sae_id[: layer.start()]}{{layer}}{sae_id[layer.end() :]}"
+    return [
+        "sae=tiny",
+        "sae.name=sae_lens",
+        f"sae.release={release}",
+        f"sae.sae_id='{template}'",
+        f"sae.layer={layer.group()}",
+    ]
+
+
+def audit_config(fields: dict[str, str], overrides: list[str]) -> DictConfig:
+    """The job config of an audit, composed from the shipped conf/ like any sweep job."""
+    reference = fields["reference"]
+    model = (
+        [f"model={reference}"]
+        if reference in MODELS
+        else ["model.name=hf", f"model.path={reference}"]
+    )
+    data = [f"data={fields['data']}"] if "data" in fields else []
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                *model,
+                *sae_overrides(fields["sae"]),
+                *data,
+                "compression=none",
+                f"candidate={fields['candidate']}",
+                "sweep_name=audit",
+                *overrides,
+            ],
+        )
+
+
+def check_compatible(reference: PreTrainedModel, candidate: PreTrainedModel, ref_tok, cand_tok):
+    """Refuse pairs that are not the same model: architecture, sizes, vocabulary, tokenizer."""
+    for name in CHECKED_CONFIG:
+        a, b = getattr(reference.config, name, None), getattr(candidate.config, name, None)
+        if a != b:
+            raise QfeatError(f"reference and candidate differ in {name}: {a!r} vs {b!r}")
+    if cand_tok is not None and cand_tok.get_vocab() != ref_tok.get_vocab():
+        raise QfeatError("reference and candidate tokenizers have different vocabularies")
+    if cand_tok is not None and cand_tok.bos_token_id != ref_tok.bos_token_id:
+        raise QfeatError("reference and candidate tokenizers use different BOS tokens")
+
+
+def candidate_variants(cfg: DictConfig, hf_model, to_tl, calibration) -> Variants:
+    """The candidate checkpoint, loaded (dequantized) and checked against the reference."""
+    cand_cfg = OmegaConf.merge(cfg.model, {"name": "hf", "path": cfg.candidate})
+    device = next(hf_model.parameters()).device
+    candidate = load_hf_model(cand_cfg, device)
+    if getattr(candidate, "hf_quantizer", None) is not None:
+        try:
+            candidate = candidate.dequantize()
+        except (NotImplementedError, ValueError, AttributeError) as err:
+            raise QfeatError(f"cannot dequantize candidate {cfg.candidate!r}: {err}") from err
+    try:
+        cand_tok = AutoTokenizer.from_pretrained(cfg.candidate)
+    except (OSError, ValueError):
+        log.warning("candidate has no tokenizer files; using the reference's tokenizer")
+        cand_tok = None
+    ref_tok = AutoTokenizer.from_pretrained(model_path(cfg.model))
+    check_compatible(hf_model, candidate, ref_tok, cand_tok)
+    return Variants(models={"candidate": to_tl(candidate)}, primary="candidate", n_matrices=0)
+
+
+def verdict(summary_metrics: dict, frame, worst: int) -> str:
+    """ΔPPL, class fractions and the most damaged active features, as text."""
+    m = summary_metrics
+    lines = [
+        f"perplexity {m['fp_ppl']:.3f} -> {m['q_ppl']:.3f} (ΔPPL {m['delta_ppl']:+.3f}), "
+        f"KL {m['kl_mean']:.4g}",
+        f"{m['n_active']} active features: {100 * m['frac_survived']:.1f}% survived, "
+        f"{100 * m['frac_blurred']:.1f}% blurred, {100 * m['frac_destroyed']:.1f}% destroyed",
+    ]
+    damaged = frame[frame["active"]].sort_values("r").head(worst)
+    columns = ["sae", "feature", "r", "class", "fp_frequency", "fp_mean_active", "fp_max"]
+    lines.append(f"{len(damaged)} most damaged features:")
+    lines.append(damaged[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (0 pass, 1 below --fail-under, 2 bad input)."""
+    parser = argparse.ArgumentParser(prog="python -m sweep.audit", description=__doc__)
+    parser.add_argument("fields", nargs="+", help="reference=… candidate=… sae=… [data=…]")
+    parser.add_argument("--fail-under", type=float, default=None)
+    parser.add_argument("--worst", type=int, default=10)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    pairs = [f.split("=", 1) for f in args.fields]
+    fields = {k: v for k, v in pairs if k in ("reference", "candidate", "sae", "data")}
+    overrides = [f for f, (k, _) in zip(args.fields, pairs, strict=True) if k not in fields]
+    try:
+        missing = {"reference", "candidate", "sae"} - set(fields)
+        if missing:
+            raise QfeatError(f"missing {', '.join(sorted(missing))}=…")
+        cfg = audit_config(fields, overrides)
+        metrics = run(cfg, variants_of=candidate_variants)
+    except QfeatError as err:
+        print(f"qfeat audit: error: {err}", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    out = job_dir(cfg, job_key(cfg))
+    print(verdict(metrics, pd.read_parquet(out / FEATURES_FILE), args.worst))
+    print(f"results: {out}")
+    if args.fail_under is not None and metrics["frac_survived"] < args.fail_under:
+        print(
+            f"FAIL: {100 * metrics['frac_survived']:.1f}% of active features survived, "
+            f"below --fail-under {args.fail_under}"
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
