@@ -1,6 +1,8 @@
 """Shared fixtures: seeding, composing the shipped Hydra configs, one tiny model per session."""
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ from omegaconf import DictConfig
 
 from sweep.schema import register_configs
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = str(ROOT / "conf")
 # Shrinks any shipped config to a seconds-long CPU job.
 SMALL = [
     "data.n_sequences=16",
@@ -30,6 +33,14 @@ def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+def launch(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python launch.py ARGS` from the repository root, as a user runs it; must succeed."""
+    cmd = [sys.executable, "launch.py", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

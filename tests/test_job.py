@@ -1,28 +1,22 @@
 """End to end on the embedded model: a real multirun, result files, skipping, controls."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import sweep.job
-from conftest import SMALL
+from conftest import SMALL, launch
 from sweep.constants import FEATURE_COLUMNS, FEATURES_FILE, SUMMARY_FILE
 from sweep.job import run
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def multirun(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[dict, pd.DataFrame]]:
     """`python launch.py -m bits=4,8,16` on tiny, shrunk; results by bit-width."""
     out = tmp_path_factory.mktemp("outputs")
-    cmd = [sys.executable, "launch.py", "-m", "bits=4,8,16", *SMALL, f"out_root={out}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    launch("-m", "bits=4,8,16", *SMALL, f"out_root={out}")
     results = {}
     for job in (out / "default" / "jobs").iterdir():
         summary = json.loads((job / SUMMARY_FILE).read_text())

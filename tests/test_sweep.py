@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from conftest import SMALL
+from conftest import ROOT, SMALL, launch
 from sweep.constants import FEATURES_FILE, SUMMARY_FILE
 from sweep.job import run
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def launch(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "launch.py", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def summaries(out: Path) -> list[dict]:
