@@ -101,3 +101,6 @@ def restore_targets(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None
     with torch.no_grad():
         for name, weight in snapshot.items():
             modules[name].weight.copy_(weight)
+
+
+import sweep.ecosystem  # noqa: E402,F401  (registers hqq, quanto)

@@ -25,6 +25,8 @@ TRACKED_PACKAGES = (
     "pandas",
     "scipy",
     "scikit-learn",
+    "hqq",
+    "optimum-quanto",
 )
 
 

@@ -39,6 +39,8 @@ class CompressionConfig:
     granularity: str = "channel"
     group_size: int | None = None
     symmetric: bool = True
+    axis: int = 1  # hqq: grouping axis (HQQ's default 1: consecutive weights along a row)
+    optimize: bool = True  # hqq: proximal zero-point optimisation
     targets: list[str] = field(default_factory=lambda: ["attention", "mlp"])
     scope: str = "matrix"
     match: str | None = None
