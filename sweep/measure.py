@@ -195,14 +195,15 @@ def measure(
         bar = _progress(batches(tokens, batch_size), n_batches, f"measure {name}", progress)
         for i, batch in enumerate(bar):
             lo, hi = i * batch_size, i * batch_size + len(batch)
-            acts, logits = hooked_forward(model, batch.to(device), hooks)
+            batch = batch.to(device)
+            acts, logits = hooked_forward(model, batch, hooks)
             for hook in hooks:
                 require_finite(acts[hook], hook, f"compressed ({name})", i)
             for hook, sae in saes.items():
                 fp = reference.codes[hook].dense(lo * rows_per_seq, hi * rows_per_seq, device)
                 result.stats[hook].update(fp, encode_codes(sae, acts[hook], first))
             logprobs = next_token_logprobs(logits)
-            batch_nll = next_token_nll(logits, batch.to(device), logprobs)
+            batch_nll = next_token_nll(logits, batch, logprobs)
             require_finite(batch_nll, "the next-token loss", f"compressed ({name})", i)
             result.loss.add(batch_nll)
             ref_top = reference.topk_logprobs[lo:hi].to(device)

@@ -56,11 +56,6 @@ class SparseCodes:
         features = torch.cat([p.features for p in parts])
         return cls(values, features, row_ptr, parts[0].d_sae)
 
-    @classmethod
-    def from_dense_batches(cls, batches: list[torch.Tensor], d_sae: int) -> "SparseCodes":
-        """Compress dense [rows, d_sae] code batches, keeping every nonzero exactly."""
-        return cls.concat([cls.from_dense(b) for b in batches])
-
     def dense(self, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Rows start..stop as a dense [stop − start, d_sae] tensor."""
         lo, hi = int(self.row_ptr[start]), int(self.row_ptr[stop])

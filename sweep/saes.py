@@ -3,7 +3,8 @@
 import difflib
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from omegaconf import DictConfig
@@ -34,6 +35,14 @@ def load_saes(cfg: DictConfig, device: torch.device) -> dict[str, SAE]:
     return saes
 
 
+@contextmanager
+def _quiet_tl_kwargs_advice() -> Iterator[None]:
+    """Silence SAE-Lens' advice to load the model with its kwargs: to_hooked applies them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*model_from_pretrained_kwargs")
+        yield
+
+
 @SAES.register("tiny")
 @SAES.register("local")
 def load_local_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
@@ -42,8 +51,7 @@ def load_local_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
         raise QfeatError("sae.name=local needs sae.path (an SAE-Lens directory)")
     path = cfg.path or TINY_ASSETS / "sae"
     try:
-        with warnings.catch_warnings():  # SAE-Lens advises on TL kwargs, which to_hooked applies
-            warnings.filterwarnings("ignore", message=r"(?s).*model_from_pretrained_kwargs")
+        with _quiet_tl_kwargs_advice():
             sae = SAE.load_from_disk(str(path), device=str(device))
     except (OSError, FileNotFoundError) as err:
         raise QfeatError(f"cannot load SAE {cfg.name!r} from {str(path)!r}: {err}") from err
@@ -104,8 +112,7 @@ def load_release_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
 
     repo_id, _ = get_repo_id_and_folder_name(cfg.release, layers[layer])
     try:
-        with warnings.catch_warnings():  # SAE-Lens advises on TL kwargs, which to_hooked applies
-            warnings.filterwarnings("ignore", message=r"(?s).*model_from_pretrained_kwargs")
+        with _quiet_tl_kwargs_advice():
             sae = SAE.from_pretrained(cfg.release, layers[layer], device=str(device))
     except OSError as err:  # LocalEntryNotFoundError is an OSError
         raise load_error(

@@ -12,8 +12,8 @@ import pytest
 from analysis.__main__ import main
 from analysis.collect import collect
 from analysis.figures import make_figures
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SWEEP = [
     "bits=3,8",
     "compression=rtn,magnitude_matched",

@@ -11,13 +11,11 @@ from sae_lens import StandardSAE, StandardSAEConfig
 
 import sweep.job
 import sweep.variants
-from conftest import SMALL, compose_config
+from conftest import ROOT, SMALL, compose_config
 from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.saes import check_sae_fits
 from sweep.schema import validate
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

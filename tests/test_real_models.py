@@ -20,13 +20,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from transformer_lens import loading_from_pretrained as tl_loading
 from transformers import Gemma2Config
 
-from conftest import compose_config
+from conftest import ROOT, compose_config
 from sweep.errors import QfeatError
 from sweep.models import reconcile_config
 from sweep.saes import load_saes, release_layers
 from sweep.schema import register_configs, validate
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY_JOB = [
     "data=local",
     "data.n_sequences=8",

@@ -36,7 +36,11 @@ def make_reference(seed: int = 0) -> Reference:
     torch.manual_seed(seed)
     batches = sparse_batches()
     return Reference(
-        codes={"blocks.0.hook_resid_post": SparseCodes.from_dense_batches(batches, 11)},
+        codes={
+            "blocks.0.hook_resid_post": SparseCodes.concat(
+                [SparseCodes.from_dense(b) for b in batches]
+            )
+        },
         nll=torch.rand(3, 4),
         topk_logprobs=-torch.rand(3, 4, 2),
         topk_ids=torch.randint(0, 9, (3, 4, 2), dtype=torch.int32),
@@ -47,7 +51,7 @@ def make_reference(seed: int = 0) -> Reference:
 def test_sparse_codes_round_trip_exactly() -> None:
     batches = sparse_batches()
     dense = torch.cat(batches)
-    codes = SparseCodes.from_dense_batches(batches, 11)
+    codes = SparseCodes.concat([SparseCodes.from_dense(b) for b in batches])
     assert len(codes.values) == int((dense != 0).sum())
     assert torch.equal(codes.dense(0, len(dense)), dense)
     assert torch.equal(codes.dense(4, 9), dense[4:9])
