@@ -28,13 +28,20 @@ MARKERS = "os^Dv<>p"
 COLORS = plt.get_cmap("tab10")
 
 
-def _survival_lines(ax: plt.Axes, line: pd.DataFrame, color, marker: str, style: str, text: str):
+def _dodge(i: int, n: int) -> float:
+    """A small x offset for series i of n, so CI bars at one bit-width do not hide each other."""
+    return 0.06 * (i - (n - 1) / 2) if n > 1 else 0.0
+
+
+def _survival_lines(
+    ax: plt.Axes, line: pd.DataFrame, color, marker: str, style: str, text: str, dx: float = 0.0
+) -> None:
     """Survival % vs bits with bootstrap 95% CI error bars; markers at 100% are not clipped."""
     line = line.sort_values("bits")
     y = 100 * line["frac_survived"].to_numpy()
     err = [y - 100 * line["survived_ci_low"].to_numpy(), 100 * line["survived_ci_high"] - y]
     ax.errorbar(
-        line["bits"],
+        line["bits"] + dx,
         y,
         yerr=err,
         fmt=style,
@@ -68,12 +75,14 @@ def survival_vs_bits(ctx: Context, out: Path) -> Figure:
     """Survival vs bit-width: one line per configuration (varying keys named), 95% CI bars."""
     s = _survival(ctx)
     groups = series_groups(s)
+    n = len(groups)
     methods = sorted(s["compression"].unique())
-    fig, ax = plt.subplots(figsize=(6.4, 4.0 + legend_rows(len(groups))), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0 + legend_rows(n)), layout="constrained")
     for i, (_, line) in enumerate(groups):
         m = methods.index(line["compression"].iloc[0])
         text = label(line.iloc[0], ctx.n_sweeps)
-        _survival_lines(ax, line, COLORS(i % 10), MARKERS[m % 8], STYLES[m % 4], text)
+        style = STYLES[m % 4]
+        _survival_lines(ax, line, COLORS(i % 10), MARKERS[m % 8], style, text, _dodge(i, n))
     _survival_axis(ax, s)
     ax.set_title(f"Feature survival (r ≥ {ctx.thresholds[0]:g}); bars: bootstrap 95% CI")
     legend_below(fig, [ax])
@@ -99,7 +108,8 @@ def survival_per_sae(ctx: Context, out: Path) -> Figure:
         for key, line in series_groups(part, SAE_ID):
             i = saes.index(key)
             text = sae_label(line.iloc[0], ctx.n_sweeps)
-            _survival_lines(ax, line, COLORS(i % 10), MARKERS[i % 8], "-", text)
+            dx = _dodge(i, len(saes))
+            _survival_lines(ax, line, COLORS(i % 10), MARKERS[i % 8], "-", text, dx)
         _survival_axis(ax, s)
         ax.set_title(wrapped(f"{method} {setting}".strip()), fontsize=9)
     legend_below(fig, axes)

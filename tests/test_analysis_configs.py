@@ -6,14 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import R, features_frame, write_job
+from test_analysis import HOOK, R, features_frame, write_job
 
+import analysis.figures_compare as fc
+import analysis.figures_ppl as fp
+import analysis.figures_predict as fpr
 import analysis.figures_survival as fs
+from analysis import figures
 from analysis.collect import collect
 from analysis.configs import RUN_ONLY, short_names
+from analysis.features import worst_features
 from analysis.figures import make_figures
 from analysis.formatting import config_value, number, percent
 from analysis.summarize import label, series_groups, survival_summary
@@ -27,29 +33,46 @@ CHANNEL = {"compression.granularity": "channel", "compression.group_size": None}
 
 
 @pytest.fixture
-def legends(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Figure name → its legend texts, captured as figures_survival saves each figure."""
-    seen: dict[str, list[str]] = {}
-    real = fs.save
+def figs(monkeypatch: pytest.MonkeyPatch) -> dict[str, plt.Figure]:
+    """Figure name → the matplotlib figure, captured as each figure module saves it."""
+    seen: dict[str, plt.Figure] = {}
+    real = figures.save
 
     def spy(fig, out, name, *args):
-        seen[name] = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+        seen[name] = fig
         return real(fig, out, name, *args)
 
-    monkeypatch.setattr(fs, "save", spy)
+    for module in (fc, fp, fpr, fs):
+        monkeypatch.setattr(module, "save", spy)
     return seen
+
+
+def legend(fig: plt.Figure) -> list[str]:
+    """The texts of a figure's figure-level legend(s)."""
+    return [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+
+
+PREDICTION = {
+    "estimable": True,
+    "auc": 0.8,
+    "n": 8,
+    "n_positive": 5,
+    "k": 2,
+    "roc": {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]},
+    "marginal": {"fp_mean": {"auc": 0.45}, "fp_max": {"auc": 0.9}, "enc_norm": {"auc": 0.2}},
+}
 
 
 def granularity_sweep(root: Path) -> Path:
     """rtn at 3 bits per channel (5/8 survive) and per group of 32 (8/8); 4 bits per channel."""
-    write_job(root, "a" * 16, bits=3, r=R, config=CHANNEL)
+    write_job(root, "a" * 16, bits=3, r=R, config=CHANNEL, prediction={HOOK: PREDICTION})
     write_job(root, "b" * 16, bits=3, r=ALL_SURVIVE, config=GROUP)
     write_job(root, "c" * 16, bits=4, r=ALL_SURVIVE, config=CHANNEL)
     return root
 
 
 def test_granularities_at_one_bit_width_are_two_labelled_rows_with_own_cis(
-    tmp_path: Path, legends: dict[str, list[str]]
+    tmp_path: Path, figs: dict[str, plt.Figure]
 ) -> None:
     col = collect([granularity_sweep(tmp_path / "s")])
     t = headline(col, n_boot=500).set_index("compression.granularity", append=True)
@@ -75,8 +98,32 @@ def test_granularities_at_one_bit_width_are_two_labelled_rows_with_own_cis(
         "toy L1 rtn granularity=group group_size=32": [3],
     }
     make_figures(col, tmp_path / "fig", n_boot=100)
-    assert sorted(legends["survival_vs_bits"]) == sorted(groups)
-    assert len(legends["class_stacks"]) == 3  # one legend of classes; 2 panels (see titles)
+    assert sorted(legend(figs["survival_vs_bits"])) == sorted(groups)
+    worst = worst_features(col, bits=3, worst=1)
+    assert worst["configuration"].tolist() == [
+        "granularity=channel",
+        "granularity=group group_size=32",
+    ]
+    assert len(legend(figs["class_stacks"])) == 3  # one legend of classes; 2 panels (see titles)
+
+
+def test_figures_read_well(tmp_path: Path, figs: dict[str, plt.Figure]) -> None:
+    make_figures(collect([granularity_sweep(tmp_path / "s")]), tmp_path / "fig", n_boot=100)
+    (ax,) = figs["survival_vs_bits"].axes
+    assert ax.get_legend() is None and figs["survival_vs_bits"].legends  # legend outside
+    assert ax.get_ylim()[1] > 100  # markers at 100% are whole
+    ecdf = [a for a in figs["r_ecdf"].axes if a.get_visible()]
+    assert [a.get_xscale() for a in ecdf] == ["log", "log"]
+    assert ecdf[0].get_xlim()[1] == 2  # 1 − r spans up to r = −1
+    (ax,) = figs["dppl_vs_degraded"].axes
+    assert (ax.get_xscale(), ax.get_yscale()) == ("symlog", "symlog")
+    # the three fake jobs share one (degraded, ΔPPL) point: one label, not three piled up
+    assert [t.get_text() for t in ax.texts] == ["3b, 4b"]
+    (ax,) = figs["marginal_auc"].axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["fp_mean", "enc_norm", "fp_max"]
+    assert {round(p.get_x(), 9) for p in ax.patches} == {0.5}  # bars start at 0.5
+    roc = figs["prediction_roc"].axes[0].get_legend().get_texts()
+    assert [t.get_text() for t in roc] == ["3 bits: AUC 0.800\n  on 5 surviving / 3 damaged"]
 
 
 def test_keys_implied_by_the_method_stay_out_of_labels(tmp_path: Path) -> None:
@@ -118,7 +165,7 @@ def sae_sweep(root: Path) -> Path:
 
 
 def test_sae_family_is_a_dimension_with_its_own_figure(
-    tmp_path: Path, legends: dict[str, list[str]]
+    tmp_path: Path, figs: dict[str, plt.Figure]
 ) -> None:
     col = collect([sae_sweep(tmp_path / "s")])
     t = headline(col, n_boot=100)
@@ -127,20 +174,23 @@ def test_sae_family_is_a_dimension_with_its_own_figure(
     assert (pct["tiny-relu", 3], pct["tiny-topk", 3]) == (62.5, 100.0)
     written, skipped = make_figures(col, tmp_path / "fig", n_boot=100)
     assert "survival_per_sae" in {f.name for f in written}, skipped
-    assert sorted(legends["survival_per_sae"]) == ["toy L1 sae=tiny-relu", "toy L1 sae=tiny-topk"]
-    assert sorted(legends["survival_vs_bits"]) == [
+    assert sorted(legend(figs["survival_per_sae"])) == [
+        "toy L1 sae=tiny-relu",
+        "toy L1 sae=tiny-topk",
+    ]
+    assert sorted(legend(figs["survival_vs_bits"])) == [
         "toy L1 rtn sae=tiny-relu",
         "toy L1 rtn sae=tiny-topk",
     ]
 
 
-def test_two_hooks_in_one_job_are_two_saes(tmp_path: Path, legends: dict[str, list[str]]) -> None:
+def test_two_hooks_in_one_job_are_two_saes(tmp_path: Path, figs: dict[str, plt.Figure]) -> None:
     other = features_frame(ALL_SURVIVE).assign(sae="blocks.3.hook_resid_post")
     frame = pd.concat([features_frame(R), other], ignore_index=True).astype({"sae": "string"})
     write_job(tmp_path / "s", "a" * 16, frame=frame)
     col = collect([tmp_path / "s"])
     make_figures(col, tmp_path / "fig", n_boot=100)
-    assert sorted(legends["survival_per_sae"]) == ["toy L1", "toy L3"]
+    assert sorted(legend(figs["survival_per_sae"])) == ["toy L1", "toy L3"]
 
 
 def test_one_sae_skips_the_per_sae_figure_with_a_reason(tmp_path: Path) -> None:
