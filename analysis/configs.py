@@ -24,6 +24,14 @@ SHOWN_AS = {
 }
 # Config keys that identify the SAE (the family is sae.name), beside the per-feature hook.
 SAE_PREFIX = "sae."
+# Frames hold each varying key as column "config.<key>": no clash with a frame's own columns
+# (a job's measured `sparsity` beside the config's `sparsity`).
+COLUMN_PREFIX = "config."
+
+
+def column(key: str) -> str:
+    """The frame column holding config key `key`."""
+    return COLUMN_PREFIX + key
 
 
 def flat_config(summary: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +104,7 @@ class Dimensions:
 
     varying: list[str]  # every config key whose value differs between jobs
     labelled: list[str]  # the varying keys a label needs beyond model, method, layer and bits
+    shown: list[str]  # the varying keys a table shows as columns (see dimensions())
     names: dict[str, str]  # display name of each varying key
     # per (sweep, key): the varying values and labels: `extras` (every labelled key),
     # `sae_name` (the varying sae.* keys) and `setting` (the labelled keys but sae.*)
@@ -103,9 +112,9 @@ class Dimensions:
     sweeps: int = 1
     values: dict[str, list[Any]] = field(default_factory=dict)
 
-    def columns(self) -> list[str]:
-        """Varying keys not already shown as model/compression/bits, for table columns."""
-        return [k for k in self.varying if k not in SHOWN_AS]
+    def columns(self) -> dict[str, str]:
+        """Frame column → display name of each key a table shows beside model/method/bits."""
+        return {column(k): self.names[k] for k in self.shown}
 
 
 def dimensions(summaries: dict[str, dict[str, Any]]) -> Dimensions:
@@ -120,7 +129,12 @@ def dimensions(summaries: dict[str, dict[str, Any]]) -> Dimensions:
     table[keys] = table[keys].astype(object).where(table[keys].notna(), None)
     varying = [k for k in keys if table[k].map(canon).nunique() > 1]
     base = ["sweep", *[k for k in SHOWN_AS if k in table and k not in AXIS]]
-    labelled = _splitting(table, [k for k in varying if k not in SHOWN_AS], base)
+    extra = [k for k in varying if k not in SHOWN_AS]
+    labelled = _splitting(table, extra, base)
+    # Table columns: keys with two values present, or varying within one sweep; a key only some
+    # jobs have (another qfeat version's sweep) is in the Configuration section, not a column.
+    within = _splitting(table, extra, ["sweep"])
+    shown = [k for k in extra if k in within or table[k].dropna().map(canon).nunique() > 1]
     sae_keys = [k for k in varying if k.startswith(SAE_PREFIX) and k not in SHOWN_AS]
     sae_keys = _splitting(table, sae_keys, [k for k in ("sweep", "model.name") if k in table])
     names = short_names(varying)
@@ -131,7 +145,7 @@ def dimensions(summaries: dict[str, dict[str, Any]]) -> Dimensions:
             for _, r in table.iterrows()
         ]
 
-    out = table[["sweep", "key", *varying]].copy()
+    out = table[["sweep", "key", *varying]].rename(columns={k: column(k) for k in varying})
     out["extras"] = describe(labelled)
     out["sae_name"] = describe(sae_keys)
     out["setting"] = describe([k for k in labelled if not k.startswith(SAE_PREFIX)])
@@ -139,14 +153,11 @@ def dimensions(summaries: dict[str, dict[str, Any]]) -> Dimensions:
     for c in ("extras", "setting"):  # identical configs under different keys: name the job
         out.loc[twins, c] = (out.loc[twins, c] + " job=" + out.loc[twins, "key"]).str.strip()
     values = {k: _sorted({canon(v): v for v in table[k]}.values()) for k in varying}
-    return Dimensions(varying, labelled, names, out, table["sweep"].nunique(), values)
+    return Dimensions(varying, labelled, shown, names, out, table["sweep"].nunique(), values)
 
 
 def attach(frame: pd.DataFrame, dims: Dimensions) -> pd.DataFrame:
     """`frame` (with sweep and key columns) plus each job's varying values and labels."""
     if frame.empty:
         return frame
-    extra = dims.jobs.drop(
-        columns=[c for c in dims.jobs if c in frame and c not in ("sweep", "key")]
-    )
-    return frame.merge(extra, on=["sweep", "key"], how="left", validate="many_to_one")
+    return frame.merge(dims.jobs, on=["sweep", "key"], how="left", validate="many_to_one")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.configs import canon
+from analysis.configs import canon, column
 from sweep.constants import FEATURES_FILE
 from sweep.overlap import damage_overlap
 
@@ -41,7 +41,8 @@ def matched_pairs(
     if "matched_reference" not in jobs or "sparsity" not in jobs:
         return []
     matched = jobs[jobs["compression"].astype(str).str.endswith("_matched")]
-    same_cols = ["sweep", "model", "saes", "bits", *(k for k in config if k not in MATCH_ONLY)]
+    keys = [column(k) for k in config if k not in MATCH_ONLY]
+    same_cols = ["sweep", "model", "saes", "bits", *keys]
     pairs = []
     for _, job in matched.iterrows():
         method = job["matched_reference"] or "rtn"

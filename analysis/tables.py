@@ -70,12 +70,12 @@ class Table:
 
 def headline_names(col: Collection) -> dict[str, str]:
     """Column headers of the headline table: fixed ones plus each varying config key's name."""
-    return {"sweep": "sweep", **KEYS, **col.dims.names, **NUMBERS}
+    return {"sweep": "sweep", **KEYS, **col.dims.columns(), **NUMBERS}
 
 
 def headline(col: Collection, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per job × SAE: class percentages with their own CI, PPL, KL, CV AUC, predictor."""
-    config = col.dims.columns()
+    config = list(col.dims.columns())
     columns = [*KEYS, *config, *NUMBERS]
     if col.dims.sweeps > 1:
         columns.insert(0, "sweep")

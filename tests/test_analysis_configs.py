@@ -75,7 +75,7 @@ def test_granularities_at_one_bit_width_are_two_labelled_rows_with_own_cis(
     tmp_path: Path, figs: dict[str, plt.Figure]
 ) -> None:
     col = collect([granularity_sweep(tmp_path / "s")])
-    t = headline(col, n_boot=500).set_index("compression.granularity", append=True)
+    t = headline(col, n_boot=500).set_index("config.compression.granularity", append=True)
     at3 = t[t["bits"] == 3].droplevel(0)
     assert sorted(at3.index) == ["channel", "group"]
     assert at3.loc["channel", "pct_survived"] == pytest.approx(62.5)
@@ -83,10 +83,10 @@ def test_granularities_at_one_bit_width_are_two_labelled_rows_with_own_cis(
     assert at3.loc["group", "survived_ci95"] == "100.0–100.0"  # not pooled with channel's 5/8
     lo, hi = (float(x) for x in at3.loc["channel", "survived_ci95"].split("–"))
     assert lo < 62.5 < hi < 100
-    assert at3.loc["group", "compression.group_size"] == "32"
-    assert at3.loc["channel", "compression.group_size"] == "null"
+    assert at3.loc["group", "config.compression.group_size"] == "32"
+    assert at3.loc["channel", "config.compression.group_size"] == "null"
     names = headline_names(col)
-    assert (names["compression.granularity"], names["compression.group_size"]) == (
+    assert (names["config.compression.granularity"], names["config.compression.group_size"]) == (
         "granularity",
         "group_size",
     )
@@ -145,6 +145,23 @@ def test_keys_implied_by_the_method_stay_out_of_labels(tmp_path: Path) -> None:
     ]
 
 
+def test_config_columns_never_clash_with_measured_ones(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    write_job(root, "a" * 16, compression="magnitude", sparsity=0.3, config={"sparsity": 0.3})
+    write_job(root, "b" * 16, compression="magnitude", sparsity=0.6, config={"sparsity": 0.6})
+    # another sweep, made by a qfeat whose config has one more key
+    newer = {"sparsity": 0.6, "new.knob": 1}
+    write_job(tmp_path / "s2", "c" * 16, compression="magnitude", sparsity=0.5, config=newer)
+    col = collect([root, tmp_path / "s2"])
+    t = headline(col, n_boot=50)
+    pairs = sorted(zip(t["config.sparsity"], t["sparsity"], strict=True))  # config, measured
+    assert pairs == [("0.3", 0.3), ("0.6", 0.5), ("0.6", 0.6)]
+    assert "config.new.knob" not in t  # only the other sweep has it: no column, sweep tells
+    assert col.dims.values["new.knob"] == [1, None]  # listed in the Configuration section
+    assert sorted(col.dims.jobs["extras"]) == ["sparsity=0.3", "sparsity=0.6", "sparsity=0.6"]
+    assert t["sweep"].tolist() == ["s", "s", "s2"]
+
+
 def test_identical_configs_under_two_keys_are_not_pooled(tmp_path: Path) -> None:
     root = tmp_path / "s"
     write_job(root, "a" * 16)
@@ -169,8 +186,8 @@ def test_sae_family_is_a_dimension_with_its_own_figure(
 ) -> None:
     col = collect([sae_sweep(tmp_path / "s")])
     t = headline(col, n_boot=100)
-    assert headline_names(col)["sae.name"] == "sae"
-    pct = t.set_index(["sae.name", "bits"])["pct_survived"]
+    assert headline_names(col)["config.sae.name"] == "sae"
+    pct = t.set_index(["config.sae.name", "bits"])["pct_survived"]
     assert (pct["tiny-relu", 3], pct["tiny-topk", 3]) == (62.5, 100.0)
     written, skipped = make_figures(col, tmp_path / "fig", n_boot=100)
     assert "survival_per_sae" in {f.name for f in written}, skipped

@@ -104,7 +104,7 @@ def test_real_granularities_are_not_pooled(real_sweep: Path) -> None:
     col = collect([real_sweep])
     t = headline(col, n_boot=500)
     rtn3 = t[(t["compression"] == "rtn") & (t["bits"] == 3)]
-    assert sorted(rtn3["compression.granularity"]) == ["channel", "group"]
+    assert sorted(rtn3["config.compression.granularity"]) == ["channel", "group"]
     for _, row in rtn3.iterrows():  # pooled, the channel row's CI excluded its own value
         lo, hi = (float(x) for x in row["survived_ci95"].split("–"))
         assert lo <= round(row["pct_survived"], 1) <= hi
@@ -116,7 +116,9 @@ def test_real_granularities_are_not_pooled(real_sweep: Path) -> None:
     }
     pairs = matched_pairs(col.jobs, col.dims.varying)
     assert len(pairs) == 2
-    assert all(ref is not None and ref["compression.granularity"] == "channel" for _, ref in pairs)
+    assert all(
+        ref is not None and ref["config.compression.granularity"] == "channel" for _, ref in pairs
+    )
 
 
 def test_report_html_parses_and_embeds_every_figure(report: Path) -> None:
