@@ -35,7 +35,8 @@ def column(key: str) -> str:
 
 
 def flat_config(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary's config flattened to dotted keys, minus RUN_ONLY; lists become tuples."""
+    """The summary's config flattened to dotted keys, minus RUN_ONLY, Hydra's and private
+    (`_wandb`) entries; lists become tuples."""
     config = summary.get("config")
     if not isinstance(config, dict) or not config:
         config = {
@@ -47,7 +48,7 @@ def flat_config(summary: dict[str, Any]) -> dict[str, Any]:
 
     def walk(node: dict[str, Any], prefix: str) -> None:
         for k, v in node.items():
-            if not prefix and (k in RUN_ONLY or k == "hydra"):
+            if not prefix and (k in RUN_ONLY or k == "hydra" or k.startswith("_")):
                 continue
             if isinstance(v, dict) and v:
                 walk(v, f"{prefix}{k}.")

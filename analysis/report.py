@@ -31,7 +31,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
 max-width:1100px;padding:0 1rem;color:#212529;line-height:1.45}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #dee2e6;padding-bottom:.2rem;margin-top:2rem}
-.scroll{overflow:auto;max-width:100%;max-height:80vh;margin:.5rem 0;border:1px solid #dee2e6}
+.scroll{overflow:auto;width:fit-content;max-width:100%;max-height:80vh;margin:.5rem 0;
+border:1px solid #dee2e6}
 table{border-collapse:collapse;font-size:.8rem}
 th,td{border:1px solid #dee2e6;padding:.2rem .45rem;text-align:right;white-space:nowrap}
 th{background:#f1f3f5;white-space:normal;min-width:3.5rem;position:sticky;top:0}
