@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 
 from analysis.formatting import config_value
+from sweep.constants import NON_KEY_FIELDS
 
-# Top-level config fields that say where/how a job runs, not what it measures (the job key
-# leaves them out too: sweep.schema.NON_KEY_FIELDS, checked equal by a test).
-RUN_ONLY = ("runtime", "wandb", "sweep_name", "out_root", "reference_cache")
+# Top-level config fields that say where/how a job runs, not what it measures.
+RUN_ONLY = NON_KEY_FIELDS
 # Keys that form the x-axis of the bit-width figures rather than a series.
 AXIS = ("bits",)
 # Config keys already shown by a frame's own identity columns (model, compression, bits).

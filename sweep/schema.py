@@ -127,10 +127,6 @@ class QfeatConfig:
     reference_cache: str | None = "${out_root}/reference_cache"
 
 
-# Top-level keys that say where or how a job runs, not what it measures.
-NON_KEY_FIELDS = ("runtime", "wandb", "sweep_name", "out_root", "reference_cache")
-
-
 def register_configs() -> None:
     """Make the schema available to Hydra as `qfeat_schema`."""
     ConfigStore.instance().store(name="qfeat_schema", node=QfeatConfig)

@@ -18,7 +18,7 @@ import analysis.figures_predict as fpr
 import analysis.figures_survival as fs
 from analysis import figures
 from analysis.collect import collect
-from analysis.configs import RUN_ONLY, short_names
+from analysis.configs import short_names
 from analysis.features import worst_features
 from analysis.figures import make_figures
 from analysis.formatting import config_value, number, percent
@@ -277,9 +277,3 @@ def test_number_and_config_formats() -> None:
         "seed": "seed",
         "data.seed": "data.seed",
     }
-
-
-def test_run_only_fields_match_the_job_key() -> None:
-    from sweep.schema import NON_KEY_FIELDS
-
-    assert set(RUN_ONLY) == set(NON_KEY_FIELDS)
