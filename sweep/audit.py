@@ -21,13 +21,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedModel
 
+from sweep.compressors.variants import Variants
 from sweep.constants import FEATURES_FILE
 from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.models import MODELS, load_hf_model, model_path
 from sweep.record import job_dir, job_key
 from sweep.schema import register_configs
-from sweep.variants import Variants
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 CHECKED_CONFIG = (
@@ -99,7 +99,7 @@ def check_compatible(reference: PreTrainedModel, candidate: PreTrainedModel, ref
         raise QfeatError("reference and candidate tokenizers use different BOS tokens")
 
 
-def candidate_variants(cfg: DictConfig, hf_model, to_tl, calibration) -> Variants:
+def candidate_variants(cfg: DictConfig, hf_model, hooked, calibration) -> Variants:
     """The candidate checkpoint, loaded (dequantized) and checked against the reference."""
     cand_cfg = OmegaConf.merge(cfg.model, {"name": "hf", "path": cfg.candidate})
     device = next(hf_model.parameters()).device
@@ -116,7 +116,7 @@ def candidate_variants(cfg: DictConfig, hf_model, to_tl, calibration) -> Variant
         cand_tok = None
     ref_tok = AutoTokenizer.from_pretrained(model_path(cfg.model))
     check_compatible(hf_model, candidate, ref_tok, cand_tok)
-    return Variants(models={"candidate": to_tl(candidate)}, primary="candidate", n_matrices=0)
+    return Variants(models={"candidate": hooked(candidate)}, primary="candidate", n_matrices=0)
 
 
 def verdict(summary_metrics: dict, frame, worst: int) -> str:

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
 
 from conftest import SMALL, compose_config
 from sweep.audit import main
-from sweep.compress import compress_model
+from sweep.compressors import compress_model
 from sweep.constants import FEATURES_FILE, TINY_ASSETS
 from sweep.job import run
 from sweep.models import load_hf_model
