@@ -57,7 +57,9 @@ def build_variants(
         )
 
     reference = copy.deepcopy(hf_model)
-    n = compress_model(reference, comp, cfg.bits, method=comp.match, calibration=calibration)
+    n = compress_model(
+        reference, comp, cfg.bits, cfg.sparsity, method=comp.match, calibration=calibration
+    )
     target = calibration_ppl(reference, calibration, batch_size)
     snapshot = snapshot_targets(hf_model, comp)
 
