@@ -25,7 +25,7 @@ from sweep.compressors.variants import Variants
 from sweep.constants import FEATURES_FILE
 from sweep.errors import QfeatError
 from sweep.job import run
-from sweep.models import MODELS, load_hf_model, model_path
+from sweep.models import MODELS, checkpoint_format, load_hf_model, model_path
 from sweep.record import job_dir, job_key
 from sweep.schema import register_configs
 
@@ -100,15 +100,10 @@ def check_compatible(reference: PreTrainedModel, candidate: PreTrainedModel, ref
 
 
 def candidate_variants(cfg: DictConfig, hf_model, hooked, calibration) -> Variants:
-    """The candidate checkpoint, loaded (dequantized) and checked against the reference."""
+    """The candidate checkpoint, loaded as transformers loads it, checked against the reference."""
     cand_cfg = OmegaConf.merge(cfg.model, {"name": "hf", "path": cfg.candidate})
     device = next(hf_model.parameters()).device
-    candidate = load_hf_model(cand_cfg, device)
-    if getattr(candidate, "hf_quantizer", None) is not None:
-        try:
-            candidate = candidate.dequantize()
-        except (NotImplementedError, ValueError, AttributeError) as err:
-            raise QfeatError(f"cannot dequantize candidate {cfg.candidate!r}: {err}") from err
+    candidate = load_hf_model(cand_cfg, device)  # quantized modules kept: run as deployed
     try:
         cand_tok = AutoTokenizer.from_pretrained(cfg.candidate)
     except (OSError, ValueError):
@@ -150,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = {"reference", "candidate", "sae"} - set(fields)
         if missing:
             raise QfeatError(f"missing {', '.join(sorted(missing))}=…")
+        checkpoint_format(fields["candidate"])  # an unknown format fails before any load
         cfg = audit_config(fields, overrides)
         metrics = run(cfg, variants_of=candidate_variants)
     except QfeatError as err:

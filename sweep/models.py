@@ -121,20 +121,47 @@ def attention_kwargs(config) -> dict:
     return {"attn_implementation": "eager"} if softcap else {}
 
 
-def load_hf_model(cfg: DictConfig, device: torch.device, **kwargs) -> PreTrainedModel:
-    """The HF model in eval mode, on `device`, in `cfg.dtype` (float32 on CPU).
+# Quantized checkpoint formats a model may be saved in and qfeat loads as transformers does
+# (config.json quantization_config.quant_method), each tested in tests/test_audit_shipped.py.
+CHECKPOINT_FORMATS = ("bitsandbytes", "compressed-tensors")
 
-    `kwargs` go to from_pretrained (e.g. a quantization_config of a shipped checkpoint).
-    """
-    path = model_path(cfg)
+
+def checkpoint_format(path: str) -> str | None:
+    """The quantization format of a saved checkpoint (None: plain weights), if qfeat loads it."""
     try:
         config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise load_error("the config of checkpoint", path, err) from err
+    quant = getattr(config, "quantization_config", None)
+    if quant is None:
+        return None
+    method = quant.get("quant_method") if isinstance(quant, dict) else quant.quant_method
+    method = str(getattr(method, "value", method))
+    if method not in CHECKPOINT_FORMATS:
+        raise QfeatError(
+            f"checkpoint {path!r} is quantized as {method!r}; qfeat loads plain weights and "
+            f"{', '.join(CHECKPOINT_FORMATS)} checkpoints"
+        )
+    return method
+
+
+def load_hf_model(cfg: DictConfig, device: torch.device) -> PreTrainedModel:
+    """The HF model in eval mode, on `device`, in `cfg.dtype` (float32 on CPU).
+
+    A checkpoint saved quantized (bitsandbytes, compressed-tensors) is loaded as transformers
+    loads it, with its library's modules, so it runs as deployed.
+    """
+    path = model_path(cfg)
+    quantized = checkpoint_format(path) is not None
+    try:
+        config = AutoConfig.from_pretrained(path)
+        placement = {"device_map": str(device)} if quantized else {}
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=effective_dtype(cfg.dtype, device), **attention_kwargs(config), **kwargs
+            path, dtype=effective_dtype(cfg.dtype, device), **attention_kwargs(config), **placement
         )
     except (OSError, ValueError) as err:
         raise load_error(f"model {cfg.name!r}:", path, err) from err
-    return model.to(device).eval()
+    return (model if quantized else model.to(device)).eval()
 
 
 def tl_processing(sae_kwargs: dict | None) -> dict:
