@@ -17,19 +17,17 @@ import re
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedModel
 
+from sweep.compose import compose_config
 from sweep.constants import FEATURES_FILE
 from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.models import MODELS, load_hf_model, model_path
 from sweep.record import job_dir, job_key
-from sweep.schema import register_configs
 from sweep.variants import Variants
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 CHECKED_CONFIG = (
     "model_type",
     "num_hidden_layers",
@@ -71,20 +69,27 @@ def audit_config(fields: dict[str, str], overrides: list[str]) -> DictConfig:
         else ["model.name=hf", f"model.path={reference}"]
     )
     data = [f"data={fields['data']}"] if "data" in fields else []
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                *model,
-                *sae_overrides(fields["sae"]),
-                *data,
-                "compression=none",
-                f"candidate={fields['candidate']}",
-                "sweep_name=audit",
-                *overrides,
-            ],
-        )
+    return compose_config(
+        [
+            *model,
+            *sae_overrides(fields["sae"]),
+            *data,
+            "compression=none",
+            f"candidate={fields['candidate']}",
+            "sweep_name=audit",
+            *overrides,
+        ]
+    )
+
+
+def check_candidate(candidate: str) -> None:
+    """A local candidate must be a checkpoint directory; checked before any model is loaded."""
+    path = Path(candidate)
+    looks_local = path.is_absolute() or candidate.startswith(".") or path.exists()
+    if looks_local and not path.is_dir():
+        raise QfeatError(f"candidate {candidate!r} is not a directory")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise QfeatError(f"candidate {candidate!r} has no config.json: not an HF checkpoint")
 
 
 def check_compatible(reference: PreTrainedModel, candidate: PreTrainedModel, ref_tok, cand_tok):
@@ -150,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         missing = {"reference", "candidate", "sae"} - set(fields)
         if missing:
             raise QfeatError(f"missing {', '.join(sorted(missing))}=…")
+        if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
+            raise QfeatError(f"--fail-under {args.fail_under} is outside [0, 1]")
+        check_candidate(fields["candidate"])
         cfg = audit_config(fields, overrides)
         metrics = run(cfg, variants_of=candidate_variants)
     except QfeatError as err:

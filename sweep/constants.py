@@ -9,6 +9,7 @@ RESULTS_VERSION = 1
 FEATURES_FILE = "features.parquet"
 SUMMARY_FILE = "summary.json"
 FAILURE_FILE = "failure.json"
+OUTCOME_FILE = "outcome.json"  # in each Hydra job dir: what became of the job (sweep.outcomes)
 JOBS_DIR = "jobs"
 
 # Survival classes, in order of decreasing health.

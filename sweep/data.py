@@ -1,5 +1,6 @@
 """The measured token set: fixed-length BOS-prefixed sequences, deterministic given the seed."""
 
+import codecs
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,50 @@ from sweep.registry import Registry
 TOKEN_SOURCES: Registry[Callable[[DictConfig], str]] = Registry("data source")
 
 
+# Byte-order marks that name a text file's encoding (UTF-16/32 text written by Windows tools).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_text(raw: bytes, name: str) -> str:
+    """Text of a file: UTF-8, or the UTF-16/32 its byte-order mark names; else one clear error."""
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise QfeatError(
+            f"text file {name!r} is not {encoding.upper()} text (undecodable byte at offset "
+            f"{err.start}); convert it, e.g. `iconv -f <encoding> -t utf-8`"
+        ) from err
+    if "\x00" in text:
+        raise QfeatError(f"text file {name!r} holds NUL characters: it looks binary, not text")
+    if not text.strip():
+        raise QfeatError(f"text file {name!r} is empty")
+    return text
+
+
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise QfeatError(f"text file {str(path)!r} does not exist")
-    return path.read_text(encoding="utf-8")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise QfeatError(f"cannot read text file {str(path)!r}: {err.strerror or err}") from err
+    return decode_text(raw, str(path))
+
+
+def local_data_path(cfg: DictConfig) -> Path | None:
+    """The local file or directory the token set is read from; None for a hub dataset id."""
+    if cfg.source == "tiny_heldout":
+        return TINY_ASSETS / "heldout.txt"
+    if cfg.path and Path(cfg.path).exists():
+        return Path(cfg.path)
+    return None
 
 
 @TOKEN_SOURCES.register("tiny_heldout")

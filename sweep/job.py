@@ -4,7 +4,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ import sweep.compress  # noqa: F401  (registers the compressors)
 from sweep import tracking
 from sweep.constants import FAILURE_FILE, FEATURES_FILE, SUMMARY_FILE
 from sweep.data import build_token_sets
-from sweep.errors import QfeatError
+from sweep.errors import QfeatError, one_line
 from sweep.measure import Measurement, compute_reference, kl_method, measure
 from sweep.models import (
     load_hf_model,
@@ -30,14 +30,17 @@ from sweep.models import (
     tl_processing,
     to_hooked,
 )
+from sweep.outcomes import COMPLETE, SKIPPED, Outcome, write_outcome
 from sweep.overlap import damage_overlap
 from sweep.perplexity import sliding_window_loss
 from sweep.predict import predict_survival, sae_weight_stats
 from sweep.record import (
+    check_writable,
     git_commit,
     is_complete,
     job_dir,
     job_key,
+    keyed_config,
     library_versions,
     write_json_atomic,
     write_parquet_atomic,
@@ -45,7 +48,6 @@ from sweep.record import (
 from sweep.reference import (
     Reference,
     check_cache_root,
-    directory_fingerprint,
     load_or_compute,
     reference_key,
     weights_digest,
@@ -119,6 +121,7 @@ def run(cfg: DictConfig, variants_of: VariantBuilder = default_variants) -> dict
     if is_complete(out, key):
         log.info("skipped: complete result for key %s at %s", key, out)
         return {**json.loads((out / SUMMARY_FILE).read_text())["metrics"], "skipped": True}
+    check_writable(out)
     log.info("job %s -> %s", key, out)
     with tracking.session(cfg, key) as wandb_run:
         summary, frame = measure_job(cfg, key, variants_of)
@@ -140,12 +143,14 @@ def run(cfg: DictConfig, variants_of: VariantBuilder = default_variants) -> dict
 
 
 def reference_identity(cfg: DictConfig, hf_model, saes: dict, processing: dict, first: int) -> dict:
-    """Everything besides the tokens that determines the FP reference."""
+    """Everything besides the tokens that determines the FP reference, by content: local
+    checkpoints and SAEs enter by digest, never by path, so checkouts and nodes share it."""
+    keyed = keyed_config(cfg)
     return {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": keyed["model"],
         "model_revision": getattr(hf_model.config, "_commit_hash", None),
-        "model_files": directory_fingerprint(model_path(cfg.model)),
-        "sae": OmegaConf.to_container(cfg.sae, resolve=True),
+        "model_files": keyed["inputs"]["model"],
+        "sae": keyed["sae"],
         "sae_weights": [weights_digest(sae) for sae in saes.values()],
         "processing": processing,
         "first": first,
@@ -268,24 +273,48 @@ def _is_multirun() -> bool:
 def _record_failure(cfg: DictConfig, err: BaseException) -> None:
     try:
         out = job_dir(cfg, job_key(cfg))
-    except Exception:  # the config itself may be what failed
+        write_json_atomic(
+            Path(out) / FAILURE_FILE,
+            {"error": one_line(err), "time": datetime.now(timezone.utc).isoformat()},
+        )
+    except Exception:  # the config, or the disk, may be what failed; the outcome still says it
         return
-    write_json_atomic(
-        Path(out) / FAILURE_FILE,
-        {"error": f"{type(err).__name__}: {err}", "time": datetime.now(timezone.utc).isoformat()},
-    )
+
+
+def _record_outcome(cfg: DictConfig, metrics: dict | None, err: BaseException | None) -> None:
+    """The job's outcome in its Hydra job directory, for the launch's closing table."""
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    outcome = Outcome(job=str(hydra.job.get("num", 0)), overrides=list(hydra.overrides.task))
+    if err is not None:
+        outcome.error = one_line(err)
+    else:
+        outcome.status = SKIPPED if metrics.get("skipped") else COMPLETE
+        outcome.frac_survived = metrics.get("frac_survived")
+        outcome.delta_ppl = metrics.get("delta_ppl")
+    with suppress(Exception):
+        outcome.key = job_key(cfg)
+    try:
+        write_outcome(Path(hydra.runtime.output_dir), outcome)
+    except QfeatError as write_err:
+        log.error("qfeat: error: %s", write_err)
 
 
 def run_safely(cfg: DictConfig) -> dict | None:
-    """Run a job; in a multirun a failure is logged and recorded, not fatal to the sweep."""
+    """Run a job; bad input is one line (exit 2), a bug keeps its traceback (exit 1). In a
+    multirun a failure is recorded and the sweep goes on; its closing table reports it."""
     try:
-        return run(cfg)
+        metrics = run(cfg)
     except Exception as err:
         if isinstance(err, QfeatError):
             log.error("qfeat: error: %s", err)
         else:
             log.exception("job failed")
         _record_failure(cfg, err)
+        _record_outcome(cfg, None, err)
         if not _is_multirun():
             raise SystemExit(2 if isinstance(err, QfeatError) else 1) from err
         return None
+    _record_outcome(cfg, metrics, None)
+    return metrics

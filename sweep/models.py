@@ -4,6 +4,7 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,12 +13,14 @@ from omegaconf import DictConfig
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import loading_from_pretrained as tl_loading
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from sweep.constants import TINY_ASSETS
 from sweep.errors import QfeatError
 from sweep.registry import Registry
 
 log = logging.getLogger(__name__)
+hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars: noise, a job logs its stages
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -46,10 +49,28 @@ MODELS.register("hf")(ModelSpec(default_path=""))  # any checkpoint: model.path=
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available, else CPU."""
+    """'auto' picks CUDA when available, else CPU; a device this machine lacks is one line."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise QfeatError(
+            f"runtime.device={name!r} is not a device; use auto, cpu or cuda[:N]"
+        ) from err
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise QfeatError(
+                f"runtime.device={name!r} but CUDA is not available here; use runtime.device=cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise QfeatError(f"runtime.device={name!r} but this machine has {count} CUDA devices")
+    elif device.type not in ("cpu", "mps"):
+        raise QfeatError(f"runtime.device={name!r} is not supported; use auto, cpu or cuda[:N]")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise QfeatError(f"runtime.device={name!r} but MPS is not available here")
+    return device
 
 
 def model_path(cfg: DictConfig) -> str:
@@ -58,6 +79,12 @@ def model_path(cfg: DictConfig) -> str:
     if not path:
         raise QfeatError(f"model.name={cfg.name} needs model.path (an HF repo id or directory)")
     return path
+
+
+def local_model_dir(cfg: DictConfig) -> Path | None:
+    """The model's checkpoint directory when it is local (None for an HF hub id)."""
+    path = Path(model_path(cfg))
+    return path if path.is_dir() else None
 
 
 def _not_cached(err: BaseException) -> bool:

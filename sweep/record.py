@@ -13,6 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.constants import FEATURES_FILE, JOBS_DIR, RESULTS_VERSION, SUMMARY_FILE
+from sweep.errors import QfeatError
 from sweep.schema import NON_KEY_FIELDS
 
 TRACKED_PACKAGES = (
@@ -30,14 +31,44 @@ TRACKED_PACKAGES = (
 )
 
 
+def input_digests(cfg: DictConfig) -> dict[str, str | None]:
+    """Content digest of every local input a job reads (None: a hub id, identified by name)."""
+    from sweep.data import local_data_path
+    from sweep.fingerprint import content_digest
+    from sweep.models import local_model_dir
+    from sweep.saes import local_sae_path
+
+    return {
+        "model": content_digest(local_model_dir(cfg.model)),
+        "sae": content_digest(local_sae_path(cfg.sae)),
+        "data": content_digest(local_data_path(cfg.data)),
+        "candidate": content_digest(cfg.candidate),
+    }
+
+
+# Where each local input's path sits in the config: replaced by its content digest in keys.
+_PATH_FIELDS = {"model": ("model", "path"), "sae": ("sae", "path"), "data": ("data", "path")}
+
+
 def keyed_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus where/how the job runs: what identifies the measurement."""
+    """The resolved config minus where/how the job runs, local paths replaced by content.
+
+    Two checkouts, or cluster nodes mounting the same files at different paths, get the same
+    key; a file rewritten in place gets a new one.
+    """
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in resolved.items() if k not in NON_KEY_FIELDS and k != "hydra"}
+    keyed = {k: v for k, v in resolved.items() if k not in NON_KEY_FIELDS and k != "hydra"}
+    digests = input_digests(cfg)
+    for role, (group, name) in _PATH_FIELDS.items():
+        if digests[role] is not None:
+            keyed[group] = {**keyed[group], name: None}
+    if digests["candidate"] is not None:
+        keyed["candidate"] = None
+    return {**keyed, "inputs": digests}
 
 
 def job_key(cfg: DictConfig) -> str:
-    """A short content hash of the keyed config; equal configs share results."""
+    """A short content hash of the keyed config; equal configs on equal inputs share results."""
     keyed = {**keyed_config(cfg), "results_version": RESULTS_VERSION}
     blob = json.dumps(keyed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -55,19 +86,43 @@ def is_complete(directory: Path, key: str) -> bool:
         return False
     try:
         return json.loads(summary.read_text()).get("key") == key
-    except json.JSONDecodeError:
+    except (OSError, ValueError, AttributeError):  # garbage or truncated: recompute
         return False
 
 
-def _atomic_replace(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before any heavy work when results could not be written to `directory`."""
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise QfeatError(f"cannot write results to {str(directory)!r}: {err.strerror}") from err
+
+
+def _atomic_replace(path: Path, write) -> None:
+    """Write via a temp file and rename; permissions follow the umask (mkstemp's are 0600),
+    so a cache or results directory shared by a group stays readable by it. A failed write
+    (disk full, quota, permissions) is one line naming the path and leaves nothing behind."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise QfeatError(f"cannot write {str(path)!r}: {err.strerror or err}") from err
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

@@ -187,20 +187,11 @@ def load_or_compute(
         if cached is not None:
             return cached, False
         ref = compute()
-        save_reference(entry, ref)
+        try:
+            save_reference(entry, ref)
+        except OSError as err:
+            raise QfeatError(f"cannot write FP reference {str(entry)!r}: {err.strerror}") from err
         return ref, True
-
-
-def directory_fingerprint(path: str | Path | None) -> list[tuple[str, int, int]] | None:
-    """(name, size, mtime) of a local checkpoint's files, so a rebuilt model never reuses a stale
-    reference; None for hub ids, whose revision identifies them instead."""
-    if path is None or not Path(path).is_dir():
-        return None
-    return sorted(
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
-        for p in Path(path).iterdir()
-        if p.is_file()
-    )
 
 
 def weights_digest(module: torch.nn.Module) -> str:

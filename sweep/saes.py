@@ -5,6 +5,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -12,7 +13,7 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from sweep.constants import TINY_ASSETS
-from sweep.errors import QfeatError
+from sweep.errors import QfeatError, one_line
 from sweep.models import load_error
 from sweep.registry import Registry
 
@@ -43,18 +44,27 @@ def _quiet_tl_kwargs_advice() -> Iterator[None]:
         yield
 
 
+def local_sae_path(cfg: DictConfig) -> Path | None:
+    """The SAE-Lens directory a local SAE loads from (`sae.path`, else the embedded one)."""
+    if cfg.path:
+        return Path(cfg.path)
+    return TINY_ASSETS / "sae" if cfg.name == "tiny" else None
+
+
 @SAES.register("tiny")
 @SAES.register("local")
 def load_local_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
     """An SAE in SAE-Lens' on-disk format at `sae.path` (default: the tiny model's SAE)."""
-    if not cfg.path and cfg.name != "tiny":
+    path = local_sae_path(cfg)
+    if path is None:
         raise QfeatError("sae.name=local needs sae.path (an SAE-Lens directory)")
-    path = cfg.path or TINY_ASSETS / "sae"
+    if not path.is_dir():
+        raise QfeatError(f"SAE directory {str(path)!r} does not exist")
     try:
         with _quiet_tl_kwargs_advice():
             sae = SAE.load_from_disk(str(path), device=str(device))
-    except (OSError, FileNotFoundError) as err:
-        raise QfeatError(f"cannot load SAE {cfg.name!r} from {str(path)!r}: {err}") from err
+    except Exception as err:  # truncated weights, cfg.json disagreeing with them, bad JSON …
+        raise QfeatError(f"cannot load SAE from {str(path)!r}: {one_line(err)}") from err
     found = hook_layer(sae.cfg.metadata.hook_name)
     if found != layer:
         raise QfeatError(f"SAE {cfg.name!r} exists for layer {found} only; layer {layer} asked for")

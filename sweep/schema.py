@@ -69,7 +69,9 @@ class DataConfig:
 class EvalConfig:
     """Behavioural metrics beside feature survival."""
 
-    sliding_window_stride: int | None = 64
+    sliding_window_stride: int | None = (
+        None  # off: one more forward per variant (paper presets: 64)
+    )
     kl_top_k: int = 128
 
 
@@ -138,8 +140,9 @@ def validate(cfg: DictConfig) -> None:
     """Fail fast with one line on values the schema's types cannot catch."""
     from sweep.compress import COMPRESSORS
     from sweep.data import TOKEN_SOURCES
-    from sweep.models import MODELS
+    from sweep.models import MODELS, resolve_device
     from sweep.saes import SAES
+    from sweep.tracking import wandb_mode
 
     if not MIN_BITS <= cfg.bits <= MAX_BITS:
         raise QfeatError(f"bits={cfg.bits} is outside {MIN_BITS}..{MAX_BITS}")
@@ -182,9 +185,9 @@ def validate(cfg: DictConfig) -> None:
         raise QfeatError(f"eval.sliding_window_stride={stride} must be in 1..data.seq_len-1")
     if cfg.eval.kl_top_k < 1:
         raise QfeatError("eval.kl_top_k must be >= 1")
-    if cfg.wandb.mode not in ("online", "offline", "disabled"):
-        raise QfeatError(f"wandb.mode={cfg.wandb.mode!r}; use online, offline or disabled")
+    wandb_mode(cfg)
     if cfg.runtime.batch_size < 1:
         raise QfeatError("runtime.batch_size must be >= 1")
     if cfg.model.dtype not in ("float32", "float16", "bfloat16"):
         raise QfeatError(f"model.dtype={cfg.model.dtype!r}; use float32, float16 or bfloat16")
+    resolve_device(cfg.runtime.device)

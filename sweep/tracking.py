@@ -4,12 +4,19 @@ Local result files stay the source of truth; wandb is a view of them. Offline by
 account needed; `wandb sync` later), `wandb.mode=disabled` in tests, `online` after login.
 """
 
+import logging
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+
+from sweep.errors import QfeatError
+
+log = logging.getLogger("qfeat")
 
 
 def _flat(metrics: dict, prefix: str = "") -> dict:
@@ -22,15 +29,31 @@ def _flat(metrics: dict, prefix: str = "") -> dict:
     return out
 
 
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def wandb_mode(cfg: DictConfig) -> str:
+    """WANDB_MODE from the environment wins over `wandb.mode`, as wandb users expect."""
+    mode = os.environ.get("WANDB_MODE") or cfg.wandb.mode
+    if mode == "dryrun":  # wandb's old name for offline
+        mode = "offline"
+    if mode not in WANDB_MODES:
+        source = "WANDB_MODE" if os.environ.get("WANDB_MODE") else "wandb.mode"
+        raise QfeatError(f"{source}={mode!r}; use {', '.join(WANDB_MODES)}")
+    return mode
+
+
 def start(cfg: DictConfig, key: str):
-    """A wandb run grouped by sweep, or None when wandb.mode=disabled."""
-    if cfg.wandb.mode == "disabled":
+    """A wandb run grouped by sweep, or None when wandb is disabled; wandb's own console
+    output (banners, run summaries) is silenced: qfeat logs one line per run."""
+    mode = wandb_mode(cfg)
+    if mode == "disabled":
         return None
     import wandb
 
     directory = Path(cfg.out_root) / cfg.sweep_name
     directory.mkdir(parents=True, exist_ok=True)
-    return wandb.init(
+    run = wandb.init(
         project=cfg.wandb.project,
         entity=cfg.wandb.entity,
         group=cfg.wandb.group or cfg.sweep_name,
@@ -38,9 +61,15 @@ def start(cfg: DictConfig, key: str):
         id=f"{cfg.sweep_name}-{key}"[-128:],
         resume="allow",
         config={**OmegaConf.to_container(cfg, resolve=True), "key": key},
-        mode=cfg.wandb.mode,
+        mode=mode,
         dir=str(directory),
+        settings=wandb.Settings(silent=True, console="off"),
     )
+    hint = (
+        f" (upload later: wandb sync {run.dir.removesuffix('/files')})" if mode == "offline" else ""
+    )
+    log.info("wandb %s run %s%s", mode, run.url if mode == "online" else run.id, hint)
+    return run
 
 
 def log_result(
@@ -51,7 +80,7 @@ def log_result(
         return
     import wandb
 
-    run.save(str(summary_file), base_path=str(summary_file.parent), policy="now")
+    shutil.copy(summary_file, Path(run.dir) / summary_file.name)  # run.dir is uploaded at finish
     run.summary.update(
         _flat({"metrics": summary["metrics"], "prediction": summary.get("prediction") or {}})
     )
