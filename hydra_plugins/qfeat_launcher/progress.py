@@ -35,15 +35,14 @@ class Tracked:
     def name(self) -> str:
         where = f" [{self.job.job_id}]" if self.job is not None else ""
         gpu = f" gpu {','.join(map(str, self.devices))}" if self.devices else ""
-        return f"#{self.num} {self.label}{where}{gpu}"
+        return f"#{self.num}{self.label}{where}{gpu}"
 
 
 def label_jobs(tracked: list[Tracked]) -> None:
     """Name each job by the overrides it does not share with every other job of the launch."""
-    shared = set.intersection(*(set(t.overrides) for t in tracked)) if len(tracked) > 1 else set()
+    shared = set.intersection(*(set(t.overrides) for t in tracked))
     for t in tracked:
-        t.label = " ".join(x for x in filter_overrides(t.overrides) if x not in shared)
-        t.label = t.label or "(no overrides)"
+        t.label = "".join(f" {x}" for x in filter_overrides(t.overrides) if x not in shared)
 
 
 def _label(state: str, previous: str) -> str:
@@ -76,11 +75,15 @@ def failure_reason(t: Tracked, err: BaseException, max_num_timeout: int) -> str:
         return f"{state.lower().replace('_', ' ')} (job {job_id})"
     if state == "INTERRUPTED":
         return f"killed (local job {job_id})"
-    # A job that raised: the last line of its traceback is the exception.
+    # A job that raised: the last line of its traceback is the exception. One that died: the
+    # last line of its error stream says how.
     parts = text.split("-" * 22)
     trace = parts[1] if len(parts) > 2 else text
-    lines = [line.strip() for line in trace.splitlines() if line.strip()]
-    return (lines[-1] if lines else type(err).__name__) + f" (job {job_id})"
+    lines = [line.strip() for line in trace.splitlines() if line.strip() and "---" not in line]
+    last = lines[-1] if lines else type(err).__name__
+    if "has not produced any output" in text:
+        return f"ended without a result, state {state or 'unknown'}: {last} (job {job_id})"
+    return f"{last} (job {job_id})"
 
 
 def _reported_failure(outcome_file) -> str | None:
