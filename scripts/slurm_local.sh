@@ -126,6 +126,10 @@ EOF
 
 start_munge() {
   install -d -o munge -g munge -m 755 /run/munge
+  if [[ ! -s /etc/munge/munge.key ]]; then  # normally made by the package's post-install
+    mungekey --create --keyfile=/etc/munge/munge.key
+    chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+  fi
   install -d -o munge -g munge -m 700 "$STATE/munge"
   if ! pid_of munged >/dev/null && munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     say "munged already answering (not started by this script; left alone)"

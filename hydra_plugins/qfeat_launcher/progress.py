@@ -4,7 +4,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -29,7 +29,6 @@ class Tracked:
     shown: str = ""
     result: JobReturn | None = None
     error: str | None = None
-    history: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -45,7 +44,7 @@ def label_jobs(tracked: list[Tracked]) -> None:
         t.label = "".join(f" {x}" for x in filter_overrides(t.overrides) if x not in shared)
 
 
-def _label(state: str, previous: str) -> str:
+def _state_label(state: str, previous: str) -> str:
     state = state.split()[0].upper() if state else "UNKNOWN"
     if state in _RUNNING:
         return RUNNING
@@ -58,7 +57,6 @@ def show(t: Tracked, label: str, detail: str = "") -> None:
     """Log a job's state when it changes."""
     if label != t.shown:
         t.shown = label
-        t.history.append(label)
         log.info("%s: %s%s", t.name, label, f" ({detail})" if detail else "")
 
 
@@ -144,6 +142,6 @@ def watch(
             if t.job.done():
                 settle(t, max_num_timeout, outcome_file_of)
             else:
-                show(t, _label(t.job.state, t.shown))
+                show(t, _state_label(t.job.state, t.shown))
         if any(t.shown not in (DONE, FAILED) for t in tracked):
             time.sleep(poll_s)
