@@ -29,7 +29,8 @@ def _cluster_problem() -> str | None:
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"{cmd[0]} failed: {err}"
         if proc.returncode != 0:
-            return f"{' '.join(cmd)} failed: {proc.stderr.strip()[:200]}"
+            first = (proc.stderr.strip().splitlines() or ["no message"])[0]
+            return f"{' '.join(cmd)} failed: {first[:200]}"
         out[cmd[0]] = proc.stdout.split()
     if not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in out["sinfo"]):
         return f"no usable SLURM node (sinfo states: {out['sinfo']})"
