@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -12,26 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweep.constants import (
-    CLASSES,
-    FAILURE_FILE,
-    FEATURE_COLUMNS,
-    FEATURES_FILE,
-    JOBS_DIR,
-    SUMMARY_FILE,
-)
+from analysis.configs import Dimensions, attach, dimensions
+from analysis.jobfiles import JobRecord, check_features, check_summary, one_line, read_job
+from sweep.constants import CLASSES, FEATURE_COLUMNS, JOBS_DIR
 
 log = logging.getLogger("qfeat.analysis")
 
-REQUIRED_SUMMARY = ("key", "status", "model", "saes", "compression", "bits", "metrics")
-REQUIRED_METRICS = (
-    "n_active",
-    "frac_survived",
-    "frac_blurred",
-    "frac_destroyed",
-    "fp_ppl",
-    "q_ppl",
-)
 # Columns that identify a job in every frame.
 JOB_COLUMNS = ["sweep", "key", "model", "compression", "bits", "sparsity"]
 _LAYER = re.compile(r"blocks\.(\d+)\.")
@@ -39,16 +24,6 @@ _LAYER = re.compile(r"blocks\.(\d+)\.")
 
 class AnalysisError(Exception):
     """A user-facing analysis error, printed by the CLI as one line."""
-
-
-@dataclass
-class JobRecord:
-    """One job's raw results: its summary dict and features frame, wherever they came from."""
-
-    sweep: str
-    source: str
-    summary: dict[str, Any]
-    features: pd.DataFrame
 
 
 @dataclass
@@ -61,87 +36,13 @@ class Collection:
     skipped: pd.DataFrame
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    dims: Dimensions = field(default_factory=lambda: dimensions({}))
 
 
 def layer_of(hook: str) -> int | None:
     """The block index in a TransformerLens hook name such as blocks.2.hook_resid_post."""
     m = _LAYER.search(hook)
     return int(m.group(1)) if m else None
-
-
-def _dtype_ok(series: pd.Series, expected: str) -> bool:
-    dt = series.dtype
-    if expected == "string":
-        return pd.api.types.is_string_dtype(dt) or (
-            pd.api.types.is_object_dtype(dt)
-            and series.map(lambda v: isinstance(v, str) or v is None).all()
-        )
-    if expected == "bool":
-        return pd.api.types.is_bool_dtype(dt)
-    if expected == "int64":
-        return pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
-    return pd.api.types.is_float_dtype(dt)
-
-
-def check_features(frame: pd.DataFrame) -> str | None:
-    """Why a features frame breaks the FEATURE_COLUMNS contract, or None when it is valid."""
-    missing = [c for c in FEATURE_COLUMNS if c not in frame.columns]
-    if missing:
-        return f"{FEATURES_FILE} lacks columns {missing}"
-    bad = [
-        f"{c} is {frame[c].dtype}, expected {t}"
-        for c, (t, _) in FEATURE_COLUMNS.items()
-        if not _dtype_ok(frame[c], t)
-    ]
-    if bad:
-        return f"{FEATURES_FILE} has wrong dtypes: {'; '.join(bad)}"
-    if len(frame) == 0:
-        return f"{FEATURES_FILE} has no rows"
-    return None
-
-
-def check_summary(summary: Any) -> str | None:
-    """Why a summary dict breaks the contract, or None when it is valid."""
-    if not isinstance(summary, dict):
-        return f"{SUMMARY_FILE} is not a JSON object"
-    missing = [k for k in REQUIRED_SUMMARY if k not in summary]
-    if missing:
-        return f"{SUMMARY_FILE} lacks keys {missing}"
-    if summary["status"] != "complete":
-        return f"{SUMMARY_FILE} status is {summary['status']!r}, not 'complete'"
-    metrics = summary["metrics"]
-    if not isinstance(metrics, dict):
-        return f"{SUMMARY_FILE} metrics is not an object"
-    missing = [k for k in REQUIRED_METRICS if k not in metrics]
-    if missing:
-        return f"{SUMMARY_FILE} metrics lack {missing}"
-    return None
-
-
-def read_job(directory: Path, sweep: str) -> tuple[JobRecord | None, str | None]:
-    """A job directory as a record, or None and the reason it cannot be used."""
-    failure = directory / FAILURE_FILE
-    summary_path, features_path = directory / SUMMARY_FILE, directory / FEATURES_FILE
-    if not summary_path.is_file():
-        if failure.is_file():
-            try:
-                return None, f"failed: {json.loads(failure.read_text()).get('error', '?')}"
-            except (json.JSONDecodeError, OSError) as err:
-                return None, f"failed ({FAILURE_FILE} unreadable: {err})"
-        return None, f"no {SUMMARY_FILE} (job unfinished?)"
-    if not features_path.is_file():
-        return None, f"no {FEATURES_FILE}"
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (json.JSONDecodeError, OSError) as err:
-        return None, f"{SUMMARY_FILE} unreadable: {err}"
-    try:
-        features = pd.read_parquet(features_path)
-    except Exception as err:  # pyarrow raises several types for corrupt files
-        return None, f"{FEATURES_FILE} unreadable: {type(err).__name__}: {err}"
-    if isinstance(summary, dict) and summary.get("key") not in (None, directory.name):
-        return None, f"{SUMMARY_FILE} key {summary['key']} does not match the directory name"
-    return JobRecord(sweep, str(directory), summary, features), None
 
 
 def _class_fractions(frame: pd.DataFrame) -> dict[str, float | int]:
@@ -220,46 +121,58 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
+    """A valid record's job row, per-SAE rows and tagged features frame."""
+    s = rec.summary
+    frame = rec.features[list(FEATURE_COLUMNS)].copy()
+    frame = frame.assign(
+        sweep=rec.sweep,
+        key=s["key"],
+        model=s["model"],
+        compression=s["compression"],
+        bits=int(s["bits"]),
+        sparsity=s["metrics"].get("sparsity"),
+    )
+    return _job_row(rec), _per_sae_rows(rec), frame.astype({"sae": "string", "class": "string"})
+
+
 def build(
     records: list[JobRecord], skipped: list[dict[str, str]], sources: list[str]
 ) -> Collection:
     """Validate records and assemble the tidy frames; invalid records join `skipped`."""
-    good: list[JobRecord] = []
+    good, jobs, per_sae, parts = [], [], [], []
     for rec in records:
         reason = check_summary(rec.summary) or check_features(rec.features)
+        if not reason:
+            try:
+                job, sae_rows, frame = _rows(rec)
+            except (AttributeError, KeyError, TypeError, ValueError) as err:
+                reason = f"malformed result: {type(err).__name__}: {err}"
         if reason:
-            skipped.append({"sweep": rec.sweep, "job": rec.source, "reason": reason})
-        else:
-            good.append(rec)
-    jobs = pd.DataFrame([_job_row(r) for r in good])
-    per_sae = pd.DataFrame([row for r in good for row in _per_sae_rows(r)])
-    parts = []
-    for rec in good:
-        frame = rec.features[list(FEATURE_COLUMNS)].copy()
-        s = rec.summary
-        frame = frame.assign(
-            sweep=rec.sweep,
-            key=s["key"],
-            model=s["model"],
-            compression=s["compression"],
-            bits=int(s["bits"]),
-            sparsity=s["metrics"].get("sparsity"),
-        )
-        parts.append(frame.astype({"sae": "string", "class": "string"}))
+            skipped.append({"sweep": rec.sweep, "job": rec.source, "reason": one_line(reason)})
+            continue
+        good.append(rec)
+        jobs.append(job)
+        per_sae.extend(sae_rows)
+        parts.append(frame)
+    summaries = {f"{r.sweep}/{r.summary['key']}": r.summary for r in good}
+    dims = dimensions(summaries)
+    jobs, per_sae = attach(pd.DataFrame(jobs), dims), attach(pd.DataFrame(per_sae), dims)
     features = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(features):
         features["layer"] = features["sae"].map(lambda h: layer_of(str(h)))
     sort = ["sweep", "model", "compression", "bits"]
     if len(jobs):
-        jobs = jobs.sort_values(sort, kind="stable", ignore_index=True)
-        per_sae = per_sae.sort_values([*sort, "sae"], kind="stable", ignore_index=True)
+        jobs = jobs.sort_values([*sort, "extras"], kind="stable", ignore_index=True)
+        per_sae = per_sae.sort_values([*sort, "extras", "sae"], kind="stable", ignore_index=True)
     return Collection(
         jobs=jobs,
         per_sae=per_sae,
         features=features,
         skipped=pd.DataFrame(skipped, columns=["sweep", "job", "reason"]),
-        summaries={f"{r.sweep}/{r.summary['key']}": r.summary for r in good},
+        summaries=summaries,
         sources=sources,
+        dims=dims,
     )
 
 
@@ -280,7 +193,7 @@ def collect(sweep_dirs: list[Path | str]) -> Collection:
         for directory in job_dirs:
             rec, reason = read_job(directory, root.name)
             if rec is None:
-                skipped.append({"sweep": root.name, "job": str(directory), "reason": str(reason)})
+                skipped.append({"sweep": root.name, "job": str(directory), "reason": reason})
             else:
                 records.append(rec)
     out = build(records, skipped, [str(Path(p)) for p in sweep_dirs])

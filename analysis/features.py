@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.collect import AnalysisError, Collection
+from analysis.formatting import number
 
 COLUMNS = [
     "compression",
@@ -51,15 +52,20 @@ def worst_features(
         raise AnalysisError("no active features in the selected jobs")
     ordered = active.sort_values(["damage", "feature"], ascending=[False, True], na_position="last")
     top = ordered.groupby(["sweep", "key", "sae"], sort=False).head(worst)
-    cols = COLUMNS if col.jobs["sweep"].nunique() == 1 else ["sweep", *COLUMNS]
-    top = top.sort_values(["compression", "bits", "sae", "damage"], ascending=[1, 1, 1, 0])
+    jobs = col.jobs[["sweep", "key", "extras"]].rename(columns={"extras": "configuration"})
+    top = top.merge(jobs, on=["sweep", "key"], how="left")
+    cols = list(COLUMNS) if col.dims.sweeps == 1 else ["sweep", *COLUMNS]
+    if top["configuration"].fillna("").astype(bool).any():  # several configs: say which is which
+        cols.insert(cols.index("bits") + 1, "configuration")
+    order = ["compression", "configuration", "bits", "sae", "damage"]
+    top = top.sort_values(order, ascending=[1, 1, 1, 1, 0])
     return top[cols].reset_index(drop=True)
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    """A fixed-width text table for a terminal (floats to 4 significant digits)."""
+    """A fixed-width text table for a terminal (numbers to 3 significant digits)."""
     shown = frame.copy()
     for c in shown.columns:
         if pd.api.types.is_float_dtype(shown[c]):
-            shown[c] = shown[c].map(lambda v: "–" if pd.isna(v) else f"{v:.4g}")
+            shown[c] = shown[c].map(number)
     return shown.to_string(index=False)

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.collect import Collection, JobRecord, build
+from analysis.collect import Collection, build
+from analysis.jobfiles import JobRecord
 from sweep.constants import FEATURE_COLUMNS
 
 log = logging.getLogger("qfeat.analysis")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,8 +12,18 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import Collection
+from analysis.configs import flat_config
 from analysis.figures import Figure, make_figures
-from analysis.tables import Table, to_markdown, write_tables
+from analysis.formatting import cell, yaml_text
+from analysis.tables import (
+    MATCHED,
+    PERCENT,
+    Table,
+    headline_names,
+    key_columns,
+    to_markdown,
+    write_tables,
+)
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -22,51 +31,59 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
 max-width:1100px;padding:0 1rem;color:#212529;line-height:1.45}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #dee2e6;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0;display:block;overflow-x:auto}
+.scroll{overflow:auto;width:fit-content;max-width:100%;max-height:80vh;margin:.5rem 0;
+border:1px solid #dee2e6}
+table{border-collapse:collapse;font-size:.8rem}
 th,td{border:1px solid #dee2e6;padding:.2rem .45rem;text-align:right;white-space:nowrap}
-th{background:#f1f3f5}td:first-child,th:first-child{text-align:left}
+th{background:#f1f3f5;white-space:normal;min-width:3.5rem;position:sticky;top:0}
+td.key,th.key{text-align:left}td:first-child{position:sticky;left:0;background:#fff}
 figure{margin:1.2rem 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9rem;color:#495057}.note{color:#868e96;font-size:.9rem}
 pre{background:#f8f9fa;padding:.6rem;font-size:.75rem;overflow-x:auto}
 """
 
 
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and pd.isna(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def html_table(frame: pd.DataFrame, names: dict[str, str] | None = None) -> str:
-    """An escaped HTML table of a frame, NaN as –."""
+def html_table(frame: pd.DataFrame, names: dict[str, str] | None = None, keys: int = 1) -> str:
+    """An escaped HTML table of a frame (NaN as –) in a scrolling container; the first `keys`
+    columns are left-aligned identifiers, the rest numbers in the report's one format."""
     names = names or {}
-    head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in frame.columns)
+    kind = ["key" if i < keys else "num" for i in range(len(frame.columns))]
+    head = "".join(
+        f'<th class="{k}">{html.escape(names.get(c, c))}</th>'
+        for c, k in zip(frame.columns, kind, strict=True)
+    )
+    pct = [c in PERCENT for c in frame.columns]
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="{k}">{html.escape(cell(v, p))}</td>'
+            for v, p, k in zip(row, pct, kind, strict=True)
+        )
+        + "</tr>"
         for row in frame.itertuples(index=False)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
-def varying_config(col: Collection) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """The config shared by all jobs, and for each differing dotted key its distinct values."""
-    flat: list[dict[str, Any]] = [
-        pd.json_normalize(s.get("config") or {}, sep=".").iloc[0].to_dict()
-        for s in col.summaries.values()
-    ]
-    if not flat:
-        return {}, {}
-    keys = sorted({k for f in flat for k in f})
-    shared, varying = {}, {}
-    for k in keys:
-        vals = [json.dumps(f.get(k), default=str, sort_keys=True) for f in flat]
-        if len(set(vals)) == 1:
-            shared[k] = flat[0].get(k)
-        else:
-            varying[k] = sorted(set(vals))
-    return shared, varying
+def configuration(col: Collection) -> str:
+    """The sweep's config as YAML (typed values): what varies across jobs, then what is shared."""
+    shared: dict[str, Any] = {}
+    for k, v in (flat_config(next(iter(col.summaries.values()))) if col.summaries else {}).items():
+        if k not in col.dims.varying:
+            node = shared
+            *parents, leaf = k.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = list(v) if isinstance(v, tuple) else v
+    varying = {
+        k: [list(v) if isinstance(v, tuple) else v for v in vals]
+        for k, vals in col.dims.values.items()
+    }
+    dump = {"varying across jobs": varying, "shared by all jobs": shared}
+    return yaml_text(dump)
 
 
 def versions(col: Collection) -> pd.DataFrame:
@@ -85,9 +102,7 @@ def _sections(
     col: Collection, figures: list[Figure], skipped: list[tuple[str, str]], tables: list[Table]
 ) -> list[tuple[str, str, str]]:
     """(title, html body, markdown body) of each report section."""
-    from analysis.tables import HEADLINE, MATCHED
-
-    names = {"headline": HEADLINE, "matched": MATCHED}
+    names = {"headline": headline_names(col), "matched": MATCHED}
     titles = {"headline": "Headline numbers", "matched": "Quantization vs matched pruning"}
     out = []
     figs_html, figs_md = [], []
@@ -109,18 +124,18 @@ def _sections(
             (
                 titles[t.name],
                 f"<p>{html.escape(t.caption)} "
-                f"(<code>tables/{t.csv.name}</code>)</p>" + html_table(t.frame, names[t.name]),
+                f"(<code>tables/{t.csv.name}</code>)</p>"
+                + html_table(t.frame, names[t.name], key_columns(t.frame)),
                 f"{t.caption} (`tables/{t.csv.name}`)\n\n" + t.md.read_text(),
             )
         )
     out.append(("Figures", "\n".join(figs_html), "\n".join(figs_md)))
     if len(col.skipped):
-        out.append(("Skipped jobs", html_table(col.skipped), to_markdown(col.skipped)))
-    shared, varying = varying_config(col)
-    conf = json.dumps({"varying": varying, "shared": shared}, indent=1, default=str)
-    out.append(("Configuration", f"<pre>{html.escape(conf)}</pre>", f"```json\n{conf}\n```\n"))
+        out.append(("Skipped jobs", html_table(col.skipped, keys=3), to_markdown(col.skipped)))
+    conf = configuration(col)
+    out.append(("Configuration", f"<pre>{html.escape(conf)}</pre>", f"```yaml\n{conf}```\n"))
     ver = versions(col)
-    out.append(("Library versions", html_table(ver), to_markdown(ver)))
+    out.append(("Library versions", html_table(ver, keys=2), to_markdown(ver)))
     return out
 
 

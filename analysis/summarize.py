@@ -1,11 +1,20 @@
-"""Per-group survival fractions, seeded bootstrap CIs over features: for figures and tables."""
+"""Per-cell survival fractions with seeded bootstrap CIs, and the labels that name each cell.
+
+A cell is one job × one SAE hook, so a row, series point or CI is always one configuration;
+a series is the cells that differ only in bit-width (see analysis.configs).
+"""
 
 import numpy as np
 import pandas as pd
 
+from analysis.collect import Collection
 from sweep.constants import BLURRED, DESTROYED, SURVIVED
 
-GROUP = ["sweep", "model", "sae", "layer", "compression", "bits"]
+CELL = ["sweep", "key", "sae"]
+# A series: every identifying column but the bit-width (and the job key, which includes it).
+SERIES = ["sweep", "model", "sae", "layer", "compression", "extras"]
+# One SAE of the per-SAE figure: its model, hook and varying sae.* config values.
+SAE_ID = ["sweep", "model", "sae", "layer", "sae_name"]
 
 
 def bootstrap_fraction_ci(
@@ -25,29 +34,64 @@ def bootstrap_fraction_ci(
     return float(low), float(high)
 
 
-def label(row: pd.Series | dict, sweeps: int = 1, with_method: bool = True) -> str:
-    """A short legend label: model, layer (or hook), method; the sweep when several."""
+def where(row: pd.Series | dict) -> str:
+    """`L2` from the layer, else the SAE identifier itself ('' for a whole-job row)."""
     layer = row.get("layer")
-    where = f"L{int(layer)}" if layer is not None and not pd.isna(layer) else str(row["sae"])
-    parts = [str(row["model"]), where]
+    if layer is not None and not pd.isna(layer):
+        return f"L{int(layer)}"
+    return str(row.get("sae") or "")
+
+
+def label(
+    row: pd.Series | dict, sweeps: int = 1, with_method: bool = True, with_bits: bool = False
+) -> str:
+    """A legend label: model, layer, method, the varying config keys (key=value), bits."""
+    parts = [str(row["model"]), where(row)] if where(row) else [str(row["model"])]
     if with_method:
         parts.append(str(row["compression"]))
+    if row.get("extras"):
+        parts.append(str(row["extras"]))
+    if sweeps > 1:
+        parts.insert(0, str(row["sweep"]))
+    if with_bits:
+        parts.append(f"{int(row['bits'])}b")
+    return " ".join(parts)
+
+
+def sae_label(row: pd.Series | dict, sweeps: int = 1) -> str:
+    """An SAE's label: model, layer and its varying sae.* config values (e.g. sae=tiny-topk)."""
+    parts = [str(row["model"]), where(row)]
+    if row.get("sae_name"):
+        parts.append(str(row["sae_name"]))
     if sweeps > 1:
         parts.insert(0, str(row["sweep"]))
     return " ".join(parts)
 
 
-def survival_summary(features: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per (sweep, model, sae, compression, bits): class fractions and survival 95% CI."""
-    active = features[features["active"].astype(bool)]
+def series_groups(frame: pd.DataFrame, by: list[str] = SERIES) -> list[tuple[tuple, pd.DataFrame]]:
+    """Groups of a frame with label columns, one per series, in a stable order."""
+    keys = [c for c in by if c in frame]
+    filled = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), "") for c in keys})
+    return [
+        (k if isinstance(k, tuple) else (k,), frame.loc[part.index])
+        for k, part in filled.groupby(keys, sort=True)
+    ]
+
+
+def survival_summary(col: Collection, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per cell (job × SAE): class fractions, survival 95% CI, mean r and labels."""
+    f = col.features
+    if f.empty:
+        return pd.DataFrame()
+    active = f[f["active"].astype(bool)]
     rows = []
-    for keys, part in active.groupby(GROUP, sort=True, dropna=False):
+    for keys, part in active.groupby(CELL, sort=True):
         n = len(part)
         counts = {c: int((part["class"] == c).sum()) for c in (SURVIVED, BLURRED, DESTROYED)}
         low, high = bootstrap_fraction_ci(counts[SURVIVED], n, n_boot, seed)
         rows.append(
             {
-                **dict(zip(GROUP, keys, strict=True)),
+                **dict(zip(CELL, keys, strict=True)),
                 "n_active": n,
                 **{f"frac_{c}": counts[c] / n for c in counts},
                 "survived_ci_low": low,
@@ -55,4 +99,8 @@ def survival_summary(features: pd.DataFrame, n_boot: int = 2000, seed: int = 0) 
                 "mean_r": float(part["r"].mean()),
             }
         )
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame()
+    cells = pd.DataFrame(rows).astype({"sae": object})
+    meta = col.per_sae.drop(columns=[c for c in cells if c in col.per_sae and c not in CELL])
+    return cells.merge(meta.astype({"sae": object}), on=CELL, how="left", validate="one_to_one")

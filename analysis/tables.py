@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.collect import Collection
+from analysis.formatting import cell, config_value, number, percent
 from analysis.overlap import overlap_table
-from analysis.summarize import survival_summary
+from analysis.summarize import CELL, survival_summary
 
 log = logging.getLogger("qfeat.analysis")
 
-HEADLINE = {
+# Identifying columns first (the varying config keys are inserted after "bits"), then numbers.
+KEYS = {
     "model": "model",
+    "sae": "SAE hook",
     "layer": "layer",
-    "sae": "SAE",
     "compression": "method",
     "bits": "bits",
+}
+NUMBERS = {
     "sparsity": "sparsity",
     "n_active": "active",
     "pct_survived": "% survived",
@@ -34,9 +37,12 @@ HEADLINE = {
     "cv_auc": "CV AUC",
     "top_predictor": "top predictor (sign, AUC)",
 }
+HEADLINE = {**KEYS, **NUMBERS}
+PERCENT = ("pct_survived", "pct_blurred", "pct_destroyed")
 MATCHED = {
     "model": "model",
     "saes": "SAE",
+    "extras": "configuration",
     "bits": "bits",
     "reference": "reference",
     "matched_sparsity": "matched sparsity",
@@ -62,67 +68,64 @@ class Table:
     md: Path
 
 
+def headline_names(col: Collection) -> dict[str, str]:
+    """Column headers of the headline table: fixed ones plus each varying config key's name."""
+    return {"sweep": "sweep", **KEYS, **col.dims.columns(), **NUMBERS}
+
+
 def headline(col: Collection, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per model × SAE × method × bits: class percentages, PPL, KL, CV AUC, top predictor."""
+    """One row per job × SAE: class percentages with their own CI, PPL, KL, CV AUC, predictor."""
+    config = list(col.dims.columns())
+    columns = [*KEYS, *config, *NUMBERS]
+    if col.dims.sweeps > 1:
+        columns.insert(0, "sweep")
     if col.per_sae.empty:
-        return pd.DataFrame(columns=list(HEADLINE))
+        return pd.DataFrame(columns=columns)
     job_cols = ["sweep", "key", "fp_ppl", "q_ppl", "delta_ppl", "kl_mean"]
     t = col.per_sae.merge(col.jobs.reindex(columns=job_cols), on=["sweep", "key"], how="left")
     for cls in ("survived", "blurred", "destroyed"):
         t[f"pct_{cls}"] = 100 * t[f"frac_{cls}"]
-    ci = survival_summary(col.features, n_boot, seed)
+    ci = survival_summary(col, n_boot, seed)
+    t["survived_ci95"] = ""
     if len(ci):
-        keys = ["sweep", "model", "sae", "compression", "bits"]
-        ci = ci[[*keys, "survived_ci_low", "survived_ci_high"]].astype({"sae": object})
-        t = t.astype({"sae": object}).merge(ci, on=keys, how="left")
+        ci = ci[[*CELL, "survived_ci_low", "survived_ci_high"]]
+        t = t.astype({"sae": object}).merge(ci, on=CELL, how="left", validate="one_to_one")
         t["survived_ci95"] = [
-            f"{100 * lo:.1f}–{100 * hi:.1f}" if not math.isnan(lo) else ""
+            "" if pd.isna(lo) else f"{percent(100 * lo)}–{percent(100 * hi)}"
             for lo, hi in zip(t["survived_ci_low"], t["survived_ci_high"], strict=True)
         ]
     t["top_predictor"] = [
-        f"{n} {s}{a:.2f}" if isinstance(n, str) else ""
+        f"{n} {s}{number(a)}" if isinstance(n, str) else ""
         for n, a, s in zip(
             t["top_predictor"], t["top_predictor_auc"], t["top_predictor_sign"], strict=True
         )
     ]
-    if t["sweep"].nunique() > 1:
-        return t.reindex(columns=["sweep", *HEADLINE])
-    return t.reindex(columns=list(HEADLINE))
+    for c in config:
+        t[c] = t[c].map(config_value)
+    return t.reindex(columns=columns)
 
 
 def matched(col: Collection) -> pd.DataFrame:
-    """Per matched job (one per bits): matched sparsity, PPLs, Jaccard and Spearman."""
-    t = overlap_table(col.jobs, col.features)
+    """Per matched job (one per bits and config): matched sparsity, PPLs, Jaccard, Spearman."""
+    t = overlap_table(col.jobs, col.features, col.dims.varying)
+    cols = ["sweep", *MATCHED] if col.dims.sweeps > 1 else list(MATCHED)
     if t.empty:
-        return pd.DataFrame(columns=list(MATCHED))
-    ppl = {}
-    for key, s in col.summaries.items():
-        ref = (s.get("matched") or {}).get("reference") or {}
-        ppl[(key.split("/")[0], s["model"], int(s["bits"]), s["compression"])] = (
-            ref.get("q_ppl"),
-            s["metrics"].get("q_ppl"),
-        )
-    jobs = col.jobs[col.jobs["compression"].str.endswith("_matched")]
-    rows = {(r.sweep, r.model, int(r.bits)): r.compression for r in jobs.itertuples()}
+        return pd.DataFrame(columns=cols)
+    summaries = [col.summaries[f"{s}/{k}"] for s, k in zip(t["sweep"], t["key"], strict=True)]
     t["reference_ppl"] = [
-        ppl.get((s, m, b, rows.get((s, m, b))), (None, None))[0]
-        for s, m, b in zip(t["sweep"], t["model"], t["bits"], strict=True)
+        ((s.get("matched") or {}).get("reference") or {}).get("q_ppl") for s in summaries
     ]
-    t["pruned_ppl"] = [
-        ppl.get((s, m, b, rows.get((s, m, b))), (None, None))[1]
-        for s, m, b in zip(t["sweep"], t["model"], t["bits"], strict=True)
-    ]
-    t = t.sort_values(["sweep", "model", "bits"], ignore_index=True)
-    cols = ["sweep", *MATCHED] if t["sweep"].nunique() > 1 else list(MATCHED)
+    t["pruned_ppl"] = [s["metrics"].get("q_ppl") for s in summaries]
+    t = t.sort_values(["sweep", "model", "extras", "bits"], ignore_index=True)
+    if not t["extras"].fillna("").astype(bool).any():
+        cols.remove("extras")
     return t.reindex(columns=cols)
 
 
-def _cell(v: object) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
-    return str(v).replace("|", "\\|")
+def key_columns(frame: pd.DataFrame) -> int:
+    """How many leading columns identify a row (the rest are measured numbers)."""
+    numbers = [i for i, c in enumerate(frame.columns) if c in NUMBERS or c == "matched_sparsity"]
+    return numbers[0] if numbers else len(frame.columns)
 
 
 def to_markdown(frame: pd.DataFrame, names: dict[str, str] | None = None) -> str:
@@ -130,8 +133,10 @@ def to_markdown(frame: pd.DataFrame, names: dict[str, str] | None = None) -> str
     names = names or {}
     header = [names.get(c, c) for c in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    pct = [c in PERCENT for c in frame.columns]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+        cells = (cell(v, p).replace("|", "\\|") for v, p in zip(row, pct, strict=True))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,7 +149,7 @@ def write_tables(col: Collection, out: Path, n_boot: int = 2000, seed: int = 0) 
             "Survival and behaviour per model × SAE × method × bit-width "
             "(percentages of active features).",
             headline(col, n_boot, seed),
-            HEADLINE,
+            headline_names(col),
         ),
         (
             "matched",

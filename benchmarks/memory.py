@@ -20,13 +20,13 @@ def child(shape: str, d_sae: int, n_seq: int) -> None:
     """Measure once and print the peak RSS growth in MiB."""
     from benchmarks.common import random_neox, random_sae
     from benchmarks.overhead import PROCESSING
+    from sweep.hooked import HookedLM
     from sweep.measure import compute_reference, measure
-    from sweep.models import to_hooked
 
     hf = random_neox(shape)
     path = "/tmp/qfeat-bench-model"
     hf.save_pretrained(path)
-    model = to_hooked(hf, path, PROCESSING, torch.device("cpu"))
+    model = HookedLM.wrap(hf, PROCESSING)
     hook = f"blocks.{hf.config.num_hidden_layers // 2}.hook_resid_post"
     saes = {hook: random_sae(hf.config.hidden_size, d_sae, hook)}
     tokens = torch.randint(1, hf.config.vocab_size, (n_seq, 128))

@@ -14,9 +14,10 @@ import copy
 import torch
 
 from benchmarks.common import best_of, random_neox, random_sae
-from sweep.compress import compress_model
+from sweep.compressors import compress_model
+from sweep.hooked import HookedLM
 from sweep.measure import batches, compute_reference, measure
-from sweep.models import resolve_device, to_hooked
+from sweep.models import resolve_device
 from sweep.schema import CompressionConfig
 
 PROCESSING = {
@@ -43,10 +44,10 @@ def main() -> None:
     hf = random_neox(args.shape, args.seq_len)
     path = "/tmp/qfeat-bench-model"
     hf.save_pretrained(path)
-    fp = to_hooked(hf.to(device), path, PROCESSING, device)
+    fp = HookedLM.wrap(hf.to(device), PROCESSING)
     q_hf = copy.deepcopy(hf)
     compress_model(q_hf, OmegaConf.structured(CompressionConfig(name="rtn")), bits=4)
-    q = to_hooked(q_hf, path, PROCESSING, device)
+    q = HookedLM.wrap(q_hf, PROCESSING)
     layer = hf.config.num_hidden_layers // 2
     hook = f"blocks.{layer}.hook_resid_post"
     saes = {hook: random_sae(hf.config.hidden_size, args.d_sae, hook).to(device)}

@@ -20,7 +20,8 @@ from scipy import stats
 
 from benchmarks.common import random_neox, random_sae
 from benchmarks.overhead import PROCESSING
-from sweep.compress import compress_model
+from sweep.compressors import compress_model
+from sweep.hooked import HookedLM
 from sweep.measure import (
     batches,
     compute_reference,
@@ -29,7 +30,6 @@ from sweep.measure import (
     measure,
     next_token_nll,
 )
-from sweep.models import to_hooked
 from sweep.schema import CompressionConfig
 
 RTN = OmegaConf.structured(CompressionConfig(name="rtn"))
@@ -38,7 +38,7 @@ RTN = OmegaConf.structured(CompressionConfig(name="rtn"))
 def compressed_model(hf, path: str, bits: int):
     q = copy.deepcopy(hf)
     compress_model(q, RTN, bits)
-    return to_hooked(q, path, PROCESSING, torch.device("cpu"))
+    return HookedLM.wrap(q, PROCESSING)
 
 
 def dense_codes(model, sae, hook: str, tokens: torch.Tensor, batch: int) -> np.ndarray:
@@ -54,7 +54,7 @@ def dense_codes(model, sae, hook: str, tokens: torch.Tensor, batch: int) -> np.n
 
 def naive(hf, path, sae, hook, tokens, bits_list, batch) -> None:
     for bits in bits_list:
-        fp = to_hooked(hf, path, PROCESSING, torch.device("cpu"))
+        fp = HookedLM.wrap(hf, PROCESSING)
         x = dense_codes(fp, sae, hook, tokens, batch)
         y = dense_codes(compressed_model(hf, path, bits), sae, hook, tokens, batch)
         for j in range(x.shape[1]):
@@ -63,7 +63,7 @@ def naive(hf, path, sae, hook, tokens, bits_list, batch) -> None:
 
 
 def qfeat(hf, path, sae, hook, tokens, bits_list, batch) -> None:
-    fp = to_hooked(hf, path, PROCESSING, torch.device("cpu"))
+    fp = HookedLM.wrap(hf, PROCESSING)
     ref = compute_reference(fp, {hook: sae}, tokens, batch, 1, 128, False)
     for bits in bits_list:
         q = compressed_model(hf, path, bits)

@@ -21,12 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedModel
 
 from sweep.compose import compose_config
+from sweep.compressors.variants import Variants
 from sweep.constants import FEATURES_FILE
 from sweep.errors import QfeatError
 from sweep.job import run
-from sweep.models import MODELS, load_hf_model, model_path
+from sweep.models import MODELS, checkpoint_format, load_hf_model, model_path
 from sweep.record import job_dir, job_key
-from sweep.variants import Variants
 
 CHECKED_CONFIG = (
     "model_type",
@@ -104,16 +104,11 @@ def check_compatible(reference: PreTrainedModel, candidate: PreTrainedModel, ref
         raise QfeatError("reference and candidate tokenizers use different BOS tokens")
 
 
-def candidate_variants(cfg: DictConfig, hf_model, to_tl, calibration) -> Variants:
-    """The candidate checkpoint, loaded (dequantized) and checked against the reference."""
+def candidate_variants(cfg: DictConfig, hf_model, hooked, calibration) -> Variants:
+    """The candidate checkpoint, loaded as transformers loads it, checked against the reference."""
     cand_cfg = OmegaConf.merge(cfg.model, {"name": "hf", "path": cfg.candidate})
     device = next(hf_model.parameters()).device
-    candidate = load_hf_model(cand_cfg, device)
-    if getattr(candidate, "hf_quantizer", None) is not None:
-        try:
-            candidate = candidate.dequantize()
-        except (NotImplementedError, ValueError, AttributeError) as err:
-            raise QfeatError(f"cannot dequantize candidate {cfg.candidate!r}: {err}") from err
+    candidate = load_hf_model(cand_cfg, device)  # quantized modules kept: run as deployed
     try:
         cand_tok = AutoTokenizer.from_pretrained(cfg.candidate)
     except (OSError, ValueError):
@@ -121,7 +116,7 @@ def candidate_variants(cfg: DictConfig, hf_model, to_tl, calibration) -> Variant
         cand_tok = None
     ref_tok = AutoTokenizer.from_pretrained(model_path(cfg.model))
     check_compatible(hf_model, candidate, ref_tok, cand_tok)
-    return Variants(models={"candidate": to_tl(candidate)}, primary="candidate", n_matrices=0)
+    return Variants(models={"candidate": hooked(candidate)}, primary="candidate", n_matrices=0)
 
 
 def verdict(summary_metrics: dict, frame, worst: int) -> str:
@@ -158,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
             raise QfeatError(f"--fail-under {args.fail_under} is outside [0, 1]")
         check_candidate(fields["candidate"])
+        checkpoint_format(fields["candidate"])  # an unknown format fails before any load
         cfg = audit_config(fields, overrides)
         metrics = run(cfg, variants_of=candidate_variants)
     except QfeatError as err:

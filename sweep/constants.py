@@ -12,6 +12,10 @@ FAILURE_FILE = "failure.json"
 OUTCOME_FILE = "outcome.json"  # in each Hydra job dir: what became of the job (sweep.outcomes)
 JOBS_DIR = "jobs"
 
+# Top-level config fields that say where or how a job runs, not what it measures: left out of
+# job keys, and never a dimension that tells a sweep's configurations apart in the analysis.
+NON_KEY_FIELDS = ("runtime", "wandb", "sweep_name", "out_root", "reference_cache")
+
 # Survival classes, in order of decreasing health.
 SURVIVED, BLURRED, DESTROYED, INACTIVE = "survived", "blurred", "destroyed", "inactive"
 CLASSES = (SURVIVED, BLURRED, DESTROYED)

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 from sweep.compose import compose_config
+from sweep.compressors.variants import build_variants
 from sweep.data import build_token_sets
 from sweep.errors import QfeatError
 from sweep.models import load_hf_model, load_tokenizer, resolve_device
 from sweep.record import check_writable
 from sweep.schema import validate
-from sweep.variants import build_variants
 
 
 def export(out: Path, overrides: list[str]) -> str:

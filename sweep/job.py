@@ -16,20 +16,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedModel
 
-import sweep.compress  # noqa: F401  (registers the compressors)
 from sweep import tracking
+from sweep.compressors import needs_calibration
+from sweep.compressors.variants import Variants, build_variants
 from sweep.constants import FAILURE_FILE, FEATURES_FILE, SUMMARY_FILE
 from sweep.data import build_token_sets
 from sweep.errors import QfeatError, one_line
+from sweep.hooked import HookedLM
 from sweep.measure import Measurement, compute_reference, kl_method, measure
-from sweep.models import (
-    load_hf_model,
-    load_tokenizer,
-    model_path,
-    resolve_device,
-    tl_processing,
-    to_hooked,
-)
+from sweep.models import load_hf_model, load_tokenizer, resolve_device, tl_processing
 from sweep.outcomes import COMPLETE, SKIPPED, Outcome, write_outcome
 from sweep.overlap import damage_overlap
 from sweep.perplexity import sliding_window_loss
@@ -55,7 +50,6 @@ from sweep.reference import (
 from sweep.saes import check_sae_fits, check_sae_fits_config, load_saes, shared_model_kwargs
 from sweep.schema import validate
 from sweep.survival import class_fractions, feature_frame
-from sweep.variants import Variants, build_variants
 
 log = logging.getLogger("qfeat")
 
@@ -103,13 +97,13 @@ def matched_metrics(variants: Variants, frames: dict, result: Measurement) -> di
     }
 
 
-# Builds the compressed model(s) a job measures from (config, FP HF model, to_tl, calibration).
+# Builds the compressed model(s) a job measures from (config, FP HF model, hooked, calibration).
 VariantBuilder = Callable[[DictConfig, PreTrainedModel, Callable, torch.Tensor], Variants]
 
 
-def default_variants(cfg, hf_model, to_tl, calibration) -> Variants:
+def default_variants(cfg, hf_model, hooked, calibration) -> Variants:
     """The sweep's variants: cfg.compression applied to the FP model in place."""
-    return build_variants(cfg, hf_model, to_tl, calibration, cfg.runtime.batch_size)
+    return build_variants(cfg, hf_model, hooked, calibration, cfg.runtime.batch_size)
 
 
 def run(cfg: DictConfig, variants_of: VariantBuilder = default_variants) -> dict:
@@ -153,6 +147,7 @@ def reference_identity(cfg: DictConfig, hf_model, saes: dict, processing: dict, 
         "sae": keyed["sae"],
         "sae_weights": [weights_digest(sae) for sae in saes.values()],
         "processing": processing,
+        "measured_by": "HF forward hooks",  # sweep/hooked.py (was a TransformerLens conversion)
         "first": first,
         "kl_top_k": cfg.eval.kl_top_k,
         "sliding_window_stride": cfg.eval.sliding_window_stride,
@@ -175,7 +170,8 @@ def measure_job(
 
     with stage("tokens", timings):
         tokenizer = load_tokenizer(cfg.model)
-        n_calibration = cfg.compression.calibration_sequences if cfg.compression.match else 0
+        comp = cfg.compression
+        n_calibration = comp.calibration_sequences if needs_calibration(comp) else 0
         tokens, calibration = build_token_sets(cfg.data, tokenizer, n_calibration)
     with stage("load", timings):
         saes = load_saes(cfg.sae, device)
@@ -183,10 +179,10 @@ def measure_job(
         for sae in saes.values():
             check_sae_fits_config(sae, hf_model.config)
         processing = tl_processing(shared_model_kwargs(saes))
-        to_tl = partial(to_hooked, path=model_path(cfg.model), processing=processing, device=device)
+        hooked = partial(HookedLM.wrap, processing=processing)
 
     def compute_fp(fp_weights) -> Reference:
-        fp_model = to_tl(fp_weights)
+        fp_model = hooked(fp_weights)
         for sae in saes.values():
             check_sae_fits(sae, fp_model)
         ref = compute_reference(
@@ -203,7 +199,7 @@ def measure_job(
         )
         log.info("FP reference %s %s", ref_key, "computed" if computed else "loaded from cache")
     with stage("compress", timings):
-        variants = variants_of(cfg, hf_model, to_tl, calibration)
+        variants = variants_of(cfg, hf_model, hooked, calibration)
         del hf_model
         for sae in saes.values():
             check_sae_fits(sae, variants.models[variants.primary])
@@ -217,7 +213,7 @@ def measure_job(
                 name: sliding_ppl(model, tokens, stride, tokenizer.bos_token_id)
                 for name, model in variants.models.items()
             }
-    vocab = variants.models[variants.primary].cfg.d_vocab
+    vocab = variants.models[variants.primary].d_vocab
     with stage("record", timings):
         weights = {hook: sae_weight_stats(sae) for hook, sae in saes.items()}
         frames = {

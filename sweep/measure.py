@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 import torch
 from sae_lens import SAE
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from sweep.errors import QfeatError
+from sweep.hooked import HookedLM
 from sweep.reference import Reference, SparseCodes
 from sweep.stats import PairStats
 
@@ -49,18 +49,10 @@ def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor, logprobs=None) ->
 
 
 def hooked_forward(
-    model: HookedTransformer, tokens: torch.Tensor, hooks: list[str]
+    model: HookedLM, tokens: torch.Tensor, hooks: list[str]
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Logits and the activations at `hooks` from a single forward pass."""
-    acts: dict[str, torch.Tensor] = {}
-
-    def keep(value: torch.Tensor, hook) -> None:
-        acts[hook.name] = value.detach()
-
-    logits = model.run_with_hooks(
-        tokens, return_type="logits", fwd_hooks=[(name, keep) for name in hooks]
-    )
-    return acts, logits
+    """Logits and the activations at `hooks` from a single forward pass of the HF model."""
+    return model.run(tokens, hooks)
 
 
 def require_finite(tensor: torch.Tensor, where: str, side: str, batch: int) -> None:
@@ -116,7 +108,7 @@ def _progress(iterable, total: int, desc: str, progress: bool):
 
 @torch.no_grad()
 def compute_reference(
-    fp_model: HookedTransformer,
+    fp_model: HookedLM,
     saes: dict[str, SAE],
     tokens: torch.Tensor,
     batch_size: int,
@@ -125,7 +117,7 @@ def compute_reference(
     progress: bool = True,
 ) -> Reference:
     """One FP pass: sparse SAE codes per hook, per-token loss and top-k log-probs."""
-    device = fp_model.cfg.device
+    device = fp_model.device
     hooks = list(saes)
     codes: dict[str, list[SparseCodes]] = {hook: [] for hook in hooks}
     nll, top, ids = [], [], []
@@ -173,7 +165,7 @@ class Measurement:
 @torch.no_grad()
 def measure(
     reference: Reference,
-    variants: dict[str, HookedTransformer],
+    variants: dict[str, HookedLM],
     saes: dict[str, SAE],
     tokens: torch.Tensor,
     batch_size: int,
@@ -188,7 +180,7 @@ def measure(
     rows_per_seq = tokens.shape[1] - first
     n_batches = (len(tokens) + batch_size - 1) // batch_size
     for name, model in variants.items():
-        device = model.cfg.device
+        device = model.device
         result = VariantMeasurement(
             stats={h: PairStats.zeros(s.cfg.d_sae, device=device) for h, s in saes.items()}
         )

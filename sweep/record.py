@@ -12,9 +12,14 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.constants import FEATURES_FILE, JOBS_DIR, RESULTS_VERSION, SUMMARY_FILE
+from sweep.constants import (
+    FEATURES_FILE,
+    JOBS_DIR,
+    NON_KEY_FIELDS,
+    RESULTS_VERSION,
+    SUMMARY_FILE,
+)
 from sweep.errors import QfeatError
-from sweep.schema import NON_KEY_FIELDS
 
 TRACKED_PACKAGES = (
     "torch",

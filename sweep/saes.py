@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from sae_lens import SAE
-from transformer_lens import HookedTransformer
 
 from sweep.constants import TINY_ASSETS
 from sweep.errors import QfeatError, one_line
+from sweep.hooked import HookedLM
 from sweep.models import load_error
 from sweep.registry import Registry
 
@@ -38,7 +38,7 @@ def load_saes(cfg: DictConfig, device: torch.device) -> dict[str, SAE]:
 
 @contextmanager
 def _quiet_tl_kwargs_advice() -> Iterator[None]:
-    """Silence SAE-Lens' advice to load the model with its kwargs: to_hooked applies them."""
+    """Silence SAE-Lens' advice to load the model with its kwargs: sweep.hooked applies them."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*model_from_pretrained_kwargs")
         yield
@@ -137,15 +137,11 @@ def hook_layer(hook_name: str) -> int | None:
     return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" else None
 
 
-def check_sae_fits(sae: SAE, model: HookedTransformer) -> str:
+def check_sae_fits(sae: SAE, model: HookedLM) -> str:
     """The SAE's hook name, after checking the model has that hook and its width is d_in."""
     hook = sae.cfg.metadata.hook_name
-    if hook not in model.hook_dict:
-        raise QfeatError(
-            f"SAE hook {hook!r} does not exist in model {model.cfg.model_name!r} "
-            f"({model.cfg.n_layers} layers)"
-        )
-    _check_width(sae, model.cfg.d_model)
+    model.check_hook(hook)
+    _check_width(sae, model.d_model)
     return hook
 
 

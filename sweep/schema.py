@@ -127,10 +127,6 @@ class QfeatConfig:
     reference_cache: str | None = "${out_root}/reference_cache"
 
 
-# Top-level keys that say where or how a job runs, not what it measures.
-NON_KEY_FIELDS = ("runtime", "wandb", "sweep_name", "out_root", "reference_cache")
-
-
 def register_configs() -> None:
     """Make the schema available to Hydra as `qfeat_schema`."""
     ConfigStore.instance().store(name="qfeat_schema", node=QfeatConfig)
@@ -138,7 +134,7 @@ def register_configs() -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Fail fast with one line on values the schema's types cannot catch."""
-    from sweep.compress import COMPRESSORS
+    from sweep.compressors import COMPRESSORS, check_method
     from sweep.data import TOKEN_SOURCES
     from sweep.models import MODELS, resolve_device
     from sweep.saes import SAES
@@ -148,7 +144,7 @@ def validate(cfg: DictConfig) -> None:
         raise QfeatError(f"bits={cfg.bits} is outside {MIN_BITS}..{MAX_BITS}")
     MODELS.get(cfg.model.name)
     SAES.get(cfg.sae.name)
-    COMPRESSORS.get(cfg.compression.name)
+    check_method(cfg.compression, cfg.bits)
     TOKEN_SOURCES.get(cfg.data.source)
     comp = cfg.compression
     if comp.granularity not in ("channel", "tensor", "group"):
@@ -163,6 +159,8 @@ def validate(cfg: DictConfig) -> None:
         raise QfeatError(f"compression.scope={comp.scope!r}; use matrix or global")
     if comp.match is not None and comp.match not in COMPRESSORS:
         raise QfeatError(f"compression.match={comp.match!r} is not a compression method")
+    if comp.match is not None:
+        check_method(comp, cfg.bits, comp.match)
     if comp.match is not None and not (comp.rel_tol > 0 and 0 < comp.max_sparsity < 1):
         raise QfeatError("matched search needs rel_tol > 0 and 0 < max_sparsity < 1")
     s = cfg.survival

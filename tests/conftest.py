@@ -58,11 +58,14 @@ def small_cfg(tmp_path: Path) -> DictConfig:
 
 @pytest.fixture(scope="session")
 def tiny():
-    """The embedded model loaded once: HF model, TL model, tokenizer, SAE, hook and tokens."""
+    """The embedded model once: HF model, its hooked wrapper, TL oracle, tokenizer, SAE, tokens."""
     from types import SimpleNamespace
 
+    from tl_oracle import to_hooked
+
     from sweep.data import build_token_set
-    from sweep.models import load_hf_model, load_tokenizer, model_path, tl_processing, to_hooked
+    from sweep.hooked import HookedLM
+    from sweep.models import load_hf_model, load_tokenizer, model_path, tl_processing
     from sweep.saes import check_sae_fits, load_saes
 
     cfg = compose_config(SMALL)
@@ -71,11 +74,12 @@ def tiny():
     (sae,) = load_saes(cfg.sae, device).values()
     hf = load_hf_model(cfg.model, device)
     processing = tl_processing(sae.cfg.metadata.model_from_pretrained_kwargs)
-    model = to_hooked(hf, model_path(cfg.model), processing, device)
+    model = HookedLM.wrap(hf, processing)
     return SimpleNamespace(
         cfg=cfg,
         hf=hf,
         model=model,
+        tl=to_hooked(hf, model_path(cfg.model), processing, device),
         tokenizer=tokenizer,
         sae=sae,
         hook=check_sae_fits(sae, model),

@@ -186,25 +186,29 @@ def build_hub_cache(cache: Path) -> Path:
     return cache
 
 
-def conversion_gap(name: str, layer: int) -> tuple[float, float]:
-    """Max |Δ| of log-probs and of resid_post at `layer`: TransformerLens (via qfeat) vs HF.
+def conversion_gap(name: str, layer: int) -> tuple[float, float, float]:
+    """Max |Δ| of log-probs, resid_pre and resid_post at `layer`: qfeat's HF hooks vs TL.
 
-    Run with HF_HUB_OFFLINE=1 and HF_HUB_CACHE at a cache from `build_hub_cache`.
+    TransformerLens converts the same HF model with its default processing (what the SAE
+    releases without model_from_pretrained_kwargs get): for LayerNorm models that centres the
+    residual stream, which sweep.hooked reproduces. Run with HF_HUB_OFFLINE=1 and HF_HUB_CACHE
+    at a cache from `build_hub_cache`.
     """
     from omegaconf import OmegaConf
+    from tl_oracle import to_hooked
 
-    from sweep.models import load_hf_model, model_path, tl_processing, to_hooked
+    from sweep.hooked import HookedLM
+    from sweep.models import load_hf_model, model_path, tl_processing
 
     cfg = OmegaConf.create({"name": name, "path": None, "dtype": "float32"})
     hf = load_hf_model(cfg, torch.device("cpu"))
-    processing = {**tl_processing(None), "center_writing_weights": False}
+    processing = tl_processing(None)
     tl = to_hooked(hf, model_path(cfg), processing, torch.device("cpu"))
     ids = torch.randint(3, 300, (2, 64), generator=torch.Generator().manual_seed(0))
     ids[:, 0] = hf.config.bos_token_id
-    hook = f"blocks.{layer}.hook_resid_post"
+    hooks = [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_post"]
     with torch.no_grad():
-        out = hf(ids, output_hidden_states=True)
-        logits, cache = tl.run_with_cache(ids, names_filter=hook)
-    dlogp = (out.logits.log_softmax(-1) - logits.log_softmax(-1)).abs().max().item()
-    dresid = (out.hidden_states[layer + 1] - cache[hook]).abs().max().item()
-    return dlogp, dresid
+        acts, logits = HookedLM.wrap(hf, processing).run(ids, hooks)
+        tl_logits, cache = tl.run_with_cache(ids, names_filter=hooks)
+    dlogp = (logits.log_softmax(-1) - tl_logits.log_softmax(-1)).abs().max().item()
+    return dlogp, *((acts[h] - cache[h]).abs().max().item() for h in hooks)

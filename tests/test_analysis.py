@@ -44,11 +44,34 @@ def features_frame(r: list[float]) -> pd.DataFrame:
     return frame.astype({k: v[0] for k, v in FEATURE_COLUMNS.items()})
 
 
-def write_job(sweep: Path, key: str, compression: str = "rtn", bits: int = 4, r=R, **extra):
-    """Write one job's features.parquet and summary.json under sweep/jobs/key."""
+def nested(flat: dict) -> dict:
+    """{'a.b': 1} → {'a': {'b': 1}}: a summary's config from dotted keys."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def write_job(
+    sweep: Path,
+    key: str,
+    compression: str = "rtn",
+    bits: int = 4,
+    r=R,
+    config: dict | None = None,
+    frame: pd.DataFrame | None = None,
+    **extra,
+):
+    """Write one job's features.parquet and summary.json (config: dotted overrides) under
+    sweep/jobs/key."""
     d = sweep / JOBS_DIR / key
     d.mkdir(parents=True)
-    features_frame(list(r)).to_parquet(d / FEATURES_FILE, index=False)
+    frame = features_frame(list(r)) if frame is None else frame
+    frame.to_parquet(d / FEATURES_FILE, index=False)
     metrics = {
         "n_active": 8,
         "frac_survived": 5 / 8,
@@ -64,11 +87,22 @@ def write_job(sweep: Path, key: str, compression: str = "rtn", bits: int = 4, r=
         "key": key,
         "status": "complete",
         "model": "toy",
-        "saes": [HOOK],
+        "saes": sorted(set(frame["sae"])),
         "compression": compression,
         "bits": bits,
         "metrics": metrics,
-        "config": {"bits": bits, "survival": {"survived": 0.9, "blurred": 0.5}},
+        "config": nested(
+            {
+                "bits": bits,
+                "model.name": "toy",
+                "compression.name": compression,
+                "survival.survived": 0.9,
+                "survival.blurred": 0.5,
+                "runtime.device": "cpu",
+                "out_root": str(sweep.parent),
+                **(config or {}),
+            }
+        ),
         "versions": {"numpy": "1"},
         "reference": {"key": "ref0"},
         **extra,

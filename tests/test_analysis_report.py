@@ -12,11 +12,12 @@ import pytest
 from analysis.__main__ import main
 from analysis.collect import collect
 from analysis.figures import make_figures
+from analysis.overlap import matched_pairs
+from analysis.summarize import label, series_groups, survival_summary
+from analysis.tables import headline
 from conftest import ROOT
 
-SWEEP = [
-    "bits=3,8",
-    "compression=rtn,magnitude_matched",
+SHRINK = [
     "data.n_sequences=16",
     "data.seq_len=64",
     "eval.sliding_window_stride=null",  # sliding-window PPL is not needed here; saves ~40 s
@@ -28,19 +29,31 @@ SWEEP = [
     "wandb.mode=disabled",
     "sweep_name=analysis_test",
 ]
+SWEEP = ["bits=3,8", "compression=rtn,magnitude_matched", *SHRINK]
+
+
+# A fifth job in the same sweep: RTN per group of 32 at 3 bits, beside the per-channel one.
+GROUP_JOB = [
+    "bits=3",
+    "compression=rtn",
+    "compression.granularity=group",
+    "compression.group_size=32",
+]
 
 
 @pytest.fixture(scope="session")
 def real_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 4-job real multirun on the embedded tiny model (rtn / matched pruning × 3 / 8 bits)."""
+    """A real sweep on the embedded tiny model: a 4-job multirun (rtn / matched pruning × 3 / 8
+    bits) plus rtn per group of 32 at 3 bits (two granularities at one bit-width)."""
     out = tmp_path_factory.mktemp("analysis_sweep")
-    subprocess.run(
-        [sys.executable, "launch.py", "-m", *SWEEP, f"out_root={out}"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    for args in (["-m", *SWEEP], [*GROUP_JOB, *SHRINK]):
+        subprocess.run(
+            [sys.executable, "launch.py", *args, f"out_root={out}"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     return out / "analysis_test"
 
 
@@ -76,7 +89,7 @@ class Images(HTMLParser):
 
 def test_every_figure_has_expected_pixel_size(real_sweep: Path, tmp_path: Path) -> None:
     col = collect([real_sweep])
-    assert len(col.jobs) == 4 and col.skipped.empty
+    assert len(col.jobs) == 5 and col.skipped.empty
     figures, skipped = make_figures(col, tmp_path, n_boot=200)
     names = {f.name for f in figures} | {n for n, _ in skipped}
     assert {"survival_vs_bits", "class_stacks", "r_ecdf", "dppl_vs_degraded"} <= names
@@ -85,6 +98,27 @@ def test_every_figure_has_expected_pixel_size(real_sweep: Path, tmp_path: Path) 
         assert f.png.stat().st_size > 1000 and f.svg.stat().st_size > 1000
         assert png_size(f.png) == f.size_px
         assert min(f.size_px) >= 900  # 300 dpi on a ≥ 3-inch canvas
+
+
+def test_real_granularities_are_not_pooled(real_sweep: Path) -> None:
+    col = collect([real_sweep])
+    t = headline(col, n_boot=500)
+    rtn3 = t[(t["compression"] == "rtn") & (t["bits"] == 3)]
+    assert sorted(rtn3["config.compression.granularity"]) == ["channel", "group"]
+    for _, row in rtn3.iterrows():  # pooled, the channel row's CI excluded its own value
+        lo, hi = (float(x) for x in row["survived_ci95"].split("–"))
+        assert lo <= round(row["pct_survived"], 1) <= hi
+    labels = {label(p.iloc[0]) for _, p in series_groups(survival_summary(col, n_boot=100))}
+    assert labels == {
+        "tiny L2 rtn granularity=channel",
+        "tiny L2 rtn granularity=group group_size=32",
+        "tiny L2 magnitude_matched granularity=channel",
+    }
+    pairs = matched_pairs(col.jobs, col.dims.varying)
+    assert len(pairs) == 2
+    assert all(
+        ref is not None and ref["config.compression.granularity"] == "channel" for _, ref in pairs
+    )
 
 
 def test_report_html_parses_and_embeds_every_figure(report: Path) -> None:

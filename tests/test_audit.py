@@ -4,36 +4,26 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from omegaconf import OmegaConf
-from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from conftest import SMALL, compose_config
 from sweep.audit import main
-from sweep.compress import compress_model
 from sweep.constants import FEATURES_FILE, TINY_ASSETS
+from sweep.export import main as export_main
 from sweep.job import run
-from sweep.models import load_hf_model
 from sweep.record import job_dir, job_key
-from sweep.schema import CompressionConfig
 
 REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(TINY_ASSETS / "sae")
 
 
 @pytest.fixture(scope="module")
 def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """RTN-4 and RTN-2 copies of tiny saved with save_pretrained, as a user would ship them."""
+    """RTN-4 and RTN-2 copies of tiny written by `python -m sweep.export`, as the README says."""
     out = {}
-    tokenizer = AutoTokenizer.from_pretrained(REFERENCE)
     for bits in (4, 2):
-        model = load_hf_model(
-            OmegaConf.create({"name": "tiny", "path": None, "dtype": "float32"}),
-            torch.device("cpu"),
-        )
-        compress_model(model, OmegaConf.structured(CompressionConfig(name="rtn")), bits)
         path = tmp_path_factory.mktemp(f"rtn{bits}")
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
+        args = [str(path), "compression=rtn", f"bits={bits}", "runtime.device=cpu"]
+        assert export_main(args) == 0
         out[f"rtn{bits}"] = path
     return out
 
@@ -88,3 +78,23 @@ def test_mismatched_checkpoint_is_refused(tmp_path: Path, capsys) -> None:
 def test_sae_spec_must_be_a_directory_or_release_id(capsys) -> None:
     assert main([f"reference={REFERENCE}", f"candidate={REFERENCE}", "sae=nonsense"]) == 2
     assert "neither a directory nor 'release:sae_id'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bound", ["2.0", "-1"])
+def test_fail_under_outside_unit_interval_is_refused(bound: str, tmp_path: Path, capsys) -> None:
+    assert audit(tmp_path, REFERENCE, "--fail-under", bound) == 2
+    assert f"--fail-under {float(bound)} is outside [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "reference_cache").exists()  # refused before any work
+
+
+def test_missing_candidate_is_refused_before_the_reference(tmp_path: Path, capsys) -> None:
+    assert audit(tmp_path, tmp_path / "no-such-checkpoint") == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert not (tmp_path / "reference_cache").exists()
+
+
+def test_export_refuses_bad_input_in_one_line(tmp_path: Path, capsys) -> None:
+    assert export_main([str(tmp_path / "out"), "bits=1"]) == 2
+    assert export_main([str(tmp_path / "out"), "compression=zip"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "bits=1 is outside" in err[0] and "zip" in err[1]

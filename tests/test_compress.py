@@ -5,9 +5,9 @@ import torch
 from omegaconf import OmegaConf
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from sweep.compress import COMPRESSORS, compress_model, target_linears
+from sweep.compressors import COMPRESSORS, compress_model, target_linears
+from sweep.compressors.rtn import rtn
 from sweep.errors import QfeatError
-from sweep.quantize import rtn
 from sweep.schema import CompressionConfig
 
 

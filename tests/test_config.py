@@ -9,8 +9,8 @@ import torch
 from hydra.errors import HydraException
 from sae_lens import StandardSAE, StandardSAEConfig
 
+import sweep.compressors.variants
 import sweep.job
-import sweep.variants
 from conftest import ROOT, SMALL, compose_config
 from sweep.errors import QfeatError
 from sweep.job import run
@@ -79,8 +79,8 @@ def test_sae_that_does_not_fit_the_model_is_refused(tiny) -> None:
         cfg.metadata.hook_name = hook
         return StandardSAE(cfg)
 
-    with pytest.raises(QfeatError, match="does not exist in model"):
-        check_sae_fits(sae(tiny.model.cfg.d_model, "blocks.99.hook_resid_post"), tiny.model)
+    with pytest.raises(QfeatError, match="does not exist in a model with 4 layers"):
+        check_sae_fits(sae(tiny.model.d_model, "blocks.99.hook_resid_post"), tiny.model)
     with pytest.raises(QfeatError, match="d_in=7 but the model's d_model"):
         check_sae_fits(sae(7, tiny.hook), tiny.model)
 
@@ -110,12 +110,12 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path: Path) -> None:
 
 
 def test_nan_weights_fail_naming_the_layer_and_write_no_result(small_cfg, monkeypatch) -> None:
-    def poison(model, cfg, bits, sparsity=0.0, method=None) -> int:
+    def poison(model, cfg, bits, sparsity=0.0, method=None, calibration=None) -> int:
         with torch.no_grad():
             model.gpt_neox.layers[0].mlp.dense_4h_to_h.weight.fill_(float("nan"))
         return 1
 
-    monkeypatch.setattr(sweep.variants, "compress_model", poison)
+    monkeypatch.setattr(sweep.compressors.variants, "compress_model", poison)
     with pytest.raises(
         QfeatError,
         match=r"non-finite values at blocks\.\d+\.hook_resid_post in "

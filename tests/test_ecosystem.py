@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from test_compress import compression, small_neox
 
 from conftest import SMALL, compose_config
-from sweep.compress import compress_model, target_linears
+from sweep.compressors import compress_model, target_linears
 from sweep.constants import FEATURES_FILE, SUMMARY_FILE
 from sweep.errors import QfeatError
 from sweep.job import run

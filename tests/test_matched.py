@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sweep.matched import match_sparsity
+from sweep.compressors.matched import match_sparsity
 
 
 def curve(s: float) -> float:

@@ -1,4 +1,5 @@
-"""The measurement pass against TransformerLens' own loss and SAE-Lens' own encode."""
+"""The measurement pass (HF forward hooks) against TransformerLens' own activations and loss,
+and SAE-Lens' own encode."""
 
 import math
 
@@ -22,11 +23,14 @@ def reference(tiny):
     return compute_reference(tiny.model, {tiny.hook: tiny.sae}, tiny.tokens, 8, 1, 64, False)
 
 
-def test_hooked_model_reproduces_the_hf_checkpoint(tiny) -> None:
+def test_hf_hooks_read_what_transformer_lens_computes(tiny) -> None:
+    hooks = [tiny.hook, tiny.hook.replace("resid_post", "resid_pre")]
     with torch.no_grad():
-        hf_logits = tiny.hf(tiny.tokens[:4]).logits
-        tl_logits = tiny.model(tiny.tokens[:4])
-    torch.testing.assert_close(tl_logits, hf_logits, rtol=1e-4, atol=1e-4)
+        acts, logits = hooked_forward(tiny.model, tiny.tokens[:4], hooks)
+        tl_logits, cache = tiny.tl.run_with_cache(tiny.tokens[:4], names_filter=hooks)
+    for hook in hooks:
+        torch.testing.assert_close(acts[hook], cache[hook], rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits.log_softmax(-1), tl_logits.log_softmax(-1), rtol=0, atol=1e-5)
 
 
 def test_perplexity_equals_exp_of_transformer_lens_loss(tiny, reference) -> None:
@@ -34,7 +38,7 @@ def test_perplexity_equals_exp_of_transformer_lens_loss(tiny, reference) -> None
     result = measure(reference, {}, {tiny.hook: tiny.sae}, tiny.tokens, batch, 1, False)
     with torch.no_grad():
         losses = [
-            tiny.model(tiny.tokens[i : i + batch], return_type="loss").item()
+            tiny.tl(tiny.tokens[i : i + batch], return_type="loss").item()
             for i in range(0, len(tiny.tokens), batch)
         ]
     assert len(tiny.tokens) % batch == 0  # equal batches: mean of batch means is the mean
@@ -47,13 +51,14 @@ def test_perplexity_equals_exp_of_transformer_lens_loss(tiny, reference) -> None
 def test_codes_equal_sae_lens_encode(tiny, reference) -> None:
     tokens = tiny.tokens[:4]
     with torch.no_grad():
-        _, cache = tiny.model.run_with_cache(tokens, names_filter=tiny.hook)
+        _, cache = tiny.tl.run_with_cache(tokens, names_filter=tiny.hook)
         expected = tiny.sae.encode(cache[tiny.hook][:, 1:]).reshape(-1, tiny.sae.cfg.d_sae)
         acts, _ = hooked_forward(tiny.model, tokens, [tiny.hook])
         got = encode_codes(tiny.sae, acts[tiny.hook], first=1)
-    assert torch.equal(got, expected)
+        assert torch.equal(got, tiny.sae.encode(acts[tiny.hook][:, 1:]).reshape(got.shape))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     stored = reference.codes[tiny.hook].dense(0, len(expected))
-    torch.testing.assert_close(stored, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stored, got, rtol=1e-6, atol=1e-6)
 
 
 def test_identical_model_gives_r_one_equal_loss_zero_kl(tiny, reference) -> None:

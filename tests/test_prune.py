@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from sweep.compressors.magnitude import magnitude_masks, n_pruned, prune_
 from sweep.errors import QfeatError
-from sweep.prune import magnitude_masks, n_pruned, prune_
 
 
 def tied_weights() -> list[torch.Tensor]:

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from sweep.quantize import quant_range, rtn, scale_and_zero_point
+from sweep.compressors.rtn import quant_range, rtn, scale_and_zero_point
 
 BITS = list(range(2, 17))
 

@@ -1,4 +1,4 @@
-"""Round-to-nearest (RTN) fake quantization of one weight matrix in its [out, in] layout.
+"""Round-to-nearest (RTN) fake quantization of weight matrices in their [out, in] layout.
 
 Conventions (the ones `torch.fake_quantize_per_channel_affine` implements, so the two agree
 bit for bit): q = clamp(round(w * (1/scale)) + zero_point, qmin, qmax), w' = (q − zero_point)
@@ -8,6 +8,9 @@ bit for bit): q = clamp(round(w * (1/scale)) + zero_point, qmin, qmax), w' = (q 
 """
 
 import torch
+from omegaconf import DictConfig
+
+from sweep.compressors.registry import COMPRESSORS, Layers, Method, divides, weight_method
 
 
 def quant_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -74,3 +77,19 @@ def rtn(
     else:
         raise ValueError(f"unknown granularity {granularity!r}")
     return fake_quantize_rows(rows, bits, symmetric).reshape(out_dim, in_dim).to(weight.dtype)
+
+
+def rtn_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
+    """Round-to-nearest quantization of every target weight (biases stay FP)."""
+    if cfg.granularity == "group":
+        divides(layers, cfg.group_size, lambda layer: layer.in_features)
+    for _, layer in layers:
+        layer.weight.copy_(rtn(layer.weight, bits, cfg.granularity, cfg.group_size, cfg.symmetric))
+
+
+def no_compression(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
+    """Identity: the control that every feature survives exactly."""
+
+
+COMPRESSORS.register("rtn")(Method(weight_method(rtn_layers)))
+COMPRESSORS.register("none")(Method(weight_method(no_compression)))

@@ -5,7 +5,9 @@ from collections.abc import Iterator, Sequence
 from numbers import Real
 
 import torch
+from omegaconf import DictConfig
 
+from sweep.compressors.registry import COMPRESSORS, Layers, Method, weight_method
 from sweep.errors import QfeatError
 
 SCOPES = ("matrix", "global")
@@ -133,3 +135,22 @@ def prune_(weights: Sequence[torch.Tensor], sparsity: float, scope: str = "matri
             weight.masked_fill_(~keep, 0)
             masked += int((~keep).sum())
     return masked
+
+
+def check_scope(cfg: DictConfig, bits: int) -> None:
+    """The pruning scope is one magnitude pruning knows."""
+    if cfg.scope not in SCOPES:
+        raise QfeatError(f"compression.scope={cfg.scope!r}; use matrix or global")
+
+
+def magnitude_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
+    """Unstructured magnitude pruning of the target weights to `sparsity` (matrix or global).
+
+    magnitude_matched applies the same transform at the sparsity its search found.
+    """
+    prune_([layer.weight for _, layer in layers], sparsity, cfg.scope)
+
+
+MAGNITUDE = Method(weight_method(magnitude_layers), prunes=True, check=check_scope)
+COMPRESSORS.register("magnitude")(MAGNITUDE)
+COMPRESSORS.register("magnitude_matched")(MAGNITUDE)

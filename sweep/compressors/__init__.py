@@ -1,0 +1,27 @@
+"""Compression methods, one module per family, looked up by name in `registry.COMPRESSORS`.
+
+Importing the package registers every family; each imports its library only when used.
+"""
+
+from sweep.compressors import bnb, hqq, llmc, magnitude, quanto, rtn  # noqa: F401  (registration)
+from sweep.compressors.registry import (
+    COMPRESSORS,
+    Method,
+    check_method,
+    compress_model,
+    needs_calibration,
+    restore_targets,
+    snapshot_targets,
+    target_linears,
+)
+
+__all__ = [
+    "COMPRESSORS",
+    "Method",
+    "check_method",
+    "compress_model",
+    "needs_calibration",
+    "restore_targets",
+    "snapshot_targets",
+    "target_linears",
+]

@@ -1,0 +1,107 @@
+"""bitsandbytes: NF4 and FP4 (QLoRA's `load_in_4bit`) and LLM.int8 (`load_in_8bit`).
+
+Every target nn.Linear is replaced by the module transformers' BitsAndBytesConfig would put
+there (bnb.nn.Linear4bit / bnb.nn.Linear8bitLt, quantized by bitsandbytes when placed on the
+device), so the measured forward pass is bitsandbytes' own. NF4/FP4 dequantize blocks of
+`compression.group_size` weights (bitsandbytes' blocksize, default 64) and compute in the
+model's dtype. LLM.int8 keeps int8 weights with one absmax scale per row; on CUDA bitsandbytes
+also quantizes activations per row, keeping outlier columns (|x| > 6) in 16 bit, while on CPU
+it multiplies by the dequantized int8 weights (bitsandbytes' MatMul8bitFp): what it runs where.
+"""
+
+from omegaconf import DictConfig
+from torch import nn
+
+from sweep.compressors.registry import COMPRESSORS, Method, divides, library, target_linears
+from sweep.errors import QfeatError
+
+PIP = "bitsandbytes==0.50.2"
+BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)  # bitsandbytes' 4-bit block sizes
+INT8_THRESHOLD = 6.0  # transformers' llm_int8_threshold default: the outlier cut of LLM.int8
+
+
+def check_4bit(cfg: DictConfig, bits: int) -> None:
+    """The block size is one bitsandbytes quantizes with."""
+    if cfg.group_size is not None and cfg.group_size not in BLOCKSIZES:
+        raise QfeatError(
+            f"compression.group_size={cfg.group_size}; bitsandbytes 4-bit blocks are "
+            f"{list(BLOCKSIZES)} (null: 64)"
+        )
+
+
+def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` where `name` is in `model`."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def linear_4bit(layer: nn.Linear, quant_type: str, blocksize: int) -> nn.Module:
+    """bitsandbytes' Linear4bit holding `layer`'s weight quantized (on the layer's device)."""
+    bnb = library(quant_type, "bitsandbytes")
+    weight = layer.weight
+    module = bnb.nn.Linear4bit(
+        layer.in_features,
+        layer.out_features,
+        bias=layer.bias is not None,
+        compute_dtype=weight.dtype,
+        compress_statistics=False,
+        quant_type=quant_type,
+        device="meta",
+    )
+    module.weight = bnb.nn.Params4bit(
+        weight.detach().clone(),
+        requires_grad=False,
+        quant_type=quant_type,
+        blocksize=blocksize,
+        compress_statistics=False,
+    )
+    if layer.bias is not None:
+        module.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+    return module.to(weight.device)
+
+
+def linear_int8(layer: nn.Linear) -> nn.Module:
+    """bitsandbytes' Linear8bitLt (LLM.int8, inference: int8 weights) holding `layer`'s weight."""
+    bnb = library("llm_int8", "bitsandbytes")
+    weight = layer.weight
+    module = bnb.nn.Linear8bitLt(
+        layer.in_features,
+        layer.out_features,
+        bias=layer.bias is not None,
+        has_fp16_weights=False,
+        threshold=INT8_THRESHOLD,
+        device="meta",
+    )
+    module.weight = bnb.nn.Int8Params(
+        weight.detach().clone(), requires_grad=False, has_fp16_weights=False
+    )
+    if layer.bias is not None:
+        module.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+    return module.to(weight.device)
+
+
+def apply_4bit(quant_type: str):
+    """`apply` of NF4 or FP4."""
+
+    def apply(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, _calib) -> None:
+        layers = target_linears(model, list(cfg.targets))
+        blocksize = cfg.group_size or 64
+        divides(layers, blocksize, lambda layer: layer.weight.numel())
+        for name, layer in layers:
+            replace_module(model, name, linear_4bit(layer, quant_type, blocksize))
+
+    return apply
+
+
+def apply_int8(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, _calib) -> None:
+    """LLM.int8 of every target layer."""
+    for name, layer in target_linears(model, list(cfg.targets)):
+        replace_module(model, name, linear_int8(layer))
+
+
+REQUIRES = (("bitsandbytes", PIP),)
+for _name in ("nf4", "fp4"):
+    COMPRESSORS.register(_name)(
+        Method(apply_4bit(_name), bits=(4,), requires=REQUIRES, check=check_4bit)
+    )
+COMPRESSORS.register("llm_int8")(Method(apply_int8, bits=(8,), requires=REQUIRES))

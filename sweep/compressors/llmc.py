@@ -1,0 +1,170 @@
+"""llm-compressor (vLLM's quantization library): GPTQ, AWQ, SmoothQuant W8A8, FP8, SparseGPT, Wanda.
+
+Each method is llm-compressor's own modifier recipe run by its `oneshot` on the calibration
+slice (disjoint from the measured tokens), over the target layers only (the unembedding and any
+non-target layer are ignored). oneshot leaves the model fake-quantized in memory: compressed-
+tensors wraps each target's forward to quantize its weight (and, for w8a8 and fp8, its input
+activations, dynamically per token) exactly as `save_pretrained(save_compressed=True)` then
+vLLM would, so the measured pass runs the quantization as deployed.
+"""
+
+import logging
+from contextlib import contextmanager
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from transformers import AutoTokenizer
+
+from sweep.compressors.registry import COMPRESSORS, Method, library, target_linears
+from sweep.errors import QfeatError
+
+PIP = "llmcompressor==0.14.0.1"
+WEIGHT_BITS = (2, 3, 4, 5, 6, 7, 8)  # compressed-tensors' integer weights
+SMOOTHQUANT_STRENGTH = 0.8  # llm-compressor's W8A8 examples
+# GPT-NeoX's norm -> consuming layer pairs (llm-compressor knows Llama, Gemma, … itself).
+NEOX_MAPPINGS = {
+    "attention": ("input_layernorm", "attention.query_key_value"),
+    "mlp": ("post_attention_layernorm", "mlp.dense_h_to_4h"),
+}
+
+
+def check_group(cfg: DictConfig, bits: int) -> None:
+    """A group size must be positive (null: one scale per output channel)."""
+    if cfg.group_size is not None and cfg.group_size < 1:
+        raise QfeatError(f"compression.group_size={cfg.group_size} must be positive or null")
+
+
+def weight_args(cfg: DictConfig, bits: int):
+    """compressed-tensors' symmetric integer weight quantization, per group or per channel."""
+    ct = library("gptq", "compressed_tensors.quantization")
+    strategy = "group" if cfg.group_size else "channel"
+    return ct.QuantizationArgs(
+        num_bits=bits, type="int", symmetric=True, strategy=strategy, group_size=cfg.group_size
+    )
+
+
+def neox_mappings(model: nn.Module, cfg: DictConfig) -> list[tuple[str, str]] | None:
+    """(norm, layer) regex pairs for GPT-NeoX, whose layout llm-compressor does not know."""
+    if model.config.model_type != "gpt_neox":
+        return None
+    return [
+        (f"re:.*{norm}$", f"re:.*{layer}$")
+        for target, (norm, layer) in NEOX_MAPPINGS.items()
+        if target in cfg.targets
+    ]
+
+
+MODIFIERS = {  # llm-compressor module of each modifier class used
+    "GPTQModifier": "llmcompressor.modifiers.quantization",
+    "QuantizationModifier": "llmcompressor.modifiers.quantization",
+    "AWQModifier": "llmcompressor.modifiers.awq",
+    "AWQMapping": "llmcompressor.modifiers.awq",
+    "SmoothQuantModifier": "llmcompressor.modifiers.smoothquant",
+    "WandaPruningModifier": "llmcompressor.modifiers.pruning",
+    "SparseGPTModifier": "llmcompressor.modifiers.obcq",
+}
+
+
+def recipe(name: str, model: nn.Module, cfg: DictConfig, bits: int, sparsity: float) -> list:
+    """llm-compressor's modifiers for `name` over the target layers."""
+
+    def mod(cls: str):
+        return getattr(library(name, MODIFIERS[cls]), cls)
+
+    targets = [n for n, _ in target_linears(model, list(cfg.targets))]
+    output = model.get_output_embeddings()
+    ignore = ["lm_head", *(n for n, m in model.named_modules() if m is output)]
+    scheme = library(name, "compressed_tensors.quantization").QuantizationScheme
+    mappings = neox_mappings(model, cfg)
+    if name in ("gptq", "awq"):
+        groups = {"qfeat": scheme(targets=targets, weights=weight_args(cfg, bits))}
+        if name == "gptq":
+            return [mod("GPTQModifier")(config_groups=groups, ignore=ignore)]
+        pairs = None if mappings is None else [mod("AWQMapping")(n, [x]) for n, x in mappings]
+        return [mod("AWQModifier")(config_groups=groups, ignore=ignore, mappings=pairs)]
+    if name == "w8a8":
+        pairs = None if mappings is None else [[[x], n] for n, x in mappings]
+        return [
+            mod("SmoothQuantModifier")(smoothing_strength=SMOOTHQUANT_STRENGTH, mappings=pairs),
+            mod("GPTQModifier")(scheme="W8A8", targets=targets, ignore=ignore),
+        ]
+    if name == "fp8":
+        return [mod("QuantizationModifier")(scheme="FP8_DYNAMIC", targets=targets, ignore=ignore)]
+    pruner = mod("WandaPruningModifier" if name == "wanda" else "SparseGPTModifier")
+    return [pruner(sparsity=sparsity, mask_structure="0:0", targets=targets, ignore=ignore)]
+
+
+@contextmanager
+def quiet_cpu_calibration():
+    """llm-compressor without its INFO logs, and without pinning memory when no accelerator.
+
+    AWQ pins its cached activations for faster host-to-device copies; pin_memory() fails on a
+    machine without one, and pinning changes no value.
+    """
+    from loguru import logger
+
+    cache = library("awq", "llmcompressor.pipelines.cache").IntermediatesCache
+    pin = cache.pin_memory
+    if not torch.accelerator.is_available():
+        cache.pin_memory = lambda self, *args, **kwargs: None
+    logger.disable("llmcompressor")
+    logger.disable("compressed_tensors")
+    fx_log = logging.getLogger("torch.fx._symbolic_trace")  # a deprecation note per trace
+    level = fx_log.level
+    fx_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        fx_log.setLevel(level)
+        cache.pin_memory = pin
+        logger.enable("llmcompressor")
+        logger.enable("compressed_tensors")
+
+
+def calibration_set(tokens: torch.Tensor):
+    """The calibration token slice as the datasets.Dataset oneshot takes."""
+    datasets = library("gptq", "datasets")
+    ids = tokens.tolist()
+    return datasets.Dataset.from_dict(
+        {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+    )
+
+
+def apply_oneshot(name: str):
+    """`apply` of one llm-compressor method."""
+
+    def apply(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, calibration) -> None:
+        try:
+            processor = AutoTokenizer.from_pretrained(model.name_or_path)
+        except (OSError, ValueError) as err:
+            raise QfeatError(
+                f"compression={name}: llm-compressor needs the model's tokenizer next to it "
+                f"({model.name_or_path!r}): {err}"
+            ) from err
+        oneshot = library(name, "llmcompressor").oneshot
+        with quiet_cpu_calibration():
+            oneshot(
+                model=model,
+                dataset=calibration_set(calibration),
+                recipe=recipe(name, model, cfg, bits, sparsity),
+                processor=processor,
+                num_calibration_samples=len(calibration),
+                max_seq_length=calibration.shape[1],
+                pipeline="sequential",
+            )
+
+    return apply
+
+
+REQUIRES = (("llmcompressor", PIP), ("compressed_tensors", PIP))
+for _name, _bits in {"gptq": WEIGHT_BITS, "awq": WEIGHT_BITS, "w8a8": (8,), "fp8": (8,)}.items():
+    COMPRESSORS.register(_name)(
+        Method(
+            apply_oneshot(_name), bits=_bits, requires=REQUIRES, calibrated=True, check=check_group
+        )
+    )
+for _name in ("wanda", "sparsegpt"):
+    COMPRESSORS.register(_name)(
+        Method(apply_oneshot(_name), requires=REQUIRES, calibrated=True, prunes=True)
+    )

@@ -1,0 +1,93 @@
+"""Auditing checkpoints saved by quantization libraries, loaded as transformers loads them:
+the audited r equals the in-sweep job of the same method."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+from conftest import SMALL, compose_config
+from sweep.audit import main
+from sweep.compressors import compress_model
+from sweep.constants import FEATURES_FILE, TINY_ASSETS
+from sweep.data import build_token_sets
+from sweep.job import run
+from sweep.models import load_hf_model, load_tokenizer
+from sweep.record import job_dir, job_key
+
+REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(TINY_ASSETS / "sae")
+JOB = [*SMALL, "eval.sliding_window_stride=null", "compression.calibration_sequences=8"]
+
+
+def save_bnb_nf4(path: Path) -> None:
+    """tiny loaded with transformers' BitsAndBytesConfig (QLoRA's NF4) and saved."""
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        REFERENCE, quantization_config=config, dtype=torch.float32, device_map="cpu"
+    )
+    model.save_pretrained(path)
+
+
+def save_llmc(method: str, bits: int):
+    """tiny compressed in memory by llm-compressor as the sweep does, saved compressed."""
+
+    def save(path: Path) -> None:
+        cfg = compose_config([*JOB, f"compression={method}", f"bits={bits}"])
+        n = cfg.compression.calibration_sequences
+        _, calibration = build_token_sets(cfg.data, load_tokenizer(cfg.model), n)
+        model = load_hf_model(cfg.model, torch.device("cpu"))
+        compress_model(model, cfg.compression, bits, calibration=calibration)
+        model.save_pretrained(path, save_compressed=True)
+
+    return save
+
+
+CASES = {  # method, bits -> how a user would save that checkpoint
+    ("nf4", 4): ("bitsandbytes", save_bnb_nf4),
+    ("gptq", 4): ("llmcompressor", save_llmc("gptq", 4)),
+    ("w8a8", 8): ("llmcompressor", save_llmc("w8a8", 8)),
+}
+
+
+@pytest.mark.parametrize(("method", "bits"), list(CASES))
+def test_audit_of_a_library_checkpoint_equals_the_sweep_job(method, bits, tmp_path: Path):
+    library, save = CASES[method, bits]
+    if importlib.util.find_spec(library) is None:
+        pytest.skip(f"{library} not installed")
+    ckpt = tmp_path / "ckpt"
+    save(ckpt)
+    AutoTokenizer.from_pretrained(REFERENCE).save_pretrained(ckpt)
+    quant = json.loads((ckpt / "config.json").read_text())["quantization_config"]
+    assert quant["quant_method"] in ("bitsandbytes", "compressed-tensors")
+    fields = [f"reference={REFERENCE}", f"candidate={ckpt}", f"sae={SAE}"]
+    assert main([*fields, *JOB, f"out_root={tmp_path / 'audit'}"]) == 0
+    (features,) = (tmp_path / "audit" / "audit" / "jobs").glob(f"*/{FEATURES_FILE}")
+    audited = pd.read_parquet(features)
+    cfg = compose_config(
+        [*JOB, f"out_root={tmp_path / 'sweep'}", f"compression={method}", f"bits={bits}"]
+    )
+    run(cfg)
+    swept = pd.read_parquet(job_dir(cfg, job_key(cfg)) / FEATURES_FILE)
+    assert (audited["active"] == swept["active"]).all() and audited["active"].any()
+    diff = (audited["r"] - swept["r"]).abs()[audited["active"]]
+    print(f"{method}: max |r_audit - r_sweep| = {diff.max():.2e}")
+    assert diff.max() < 1e-6
+
+
+def test_unknown_checkpoint_format_is_one_line_before_loading(tmp_path: Path, capsys) -> None:
+    ckpt = tmp_path / "odd"
+    ckpt.mkdir()
+    config = json.loads((Path(REFERENCE) / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "mystery", "bits": 4}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    fields = [f"reference={REFERENCE}", f"candidate={ckpt}", f"sae={SAE}"]
+    assert main([*fields, *SMALL, f"out_root={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "quantized as 'mystery'" in err[0] and "bitsandbytes" in err[0]
+    assert not list(tmp_path.rglob(FEATURES_FILE))

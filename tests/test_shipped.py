@@ -1,0 +1,262 @@
+"""Shipped methods (bitsandbytes, llm-compressor) against their libraries' own dequantization,
+their defining properties, and the run-as-deployed forward pass; every method end to end."""
+
+import copy
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from conftest import ROOT, SMALL, compose_config
+from sweep.compressors import COMPRESSORS, check_method, compress_model, target_linears
+from sweep.compressors.rtn import rtn
+from sweep.constants import SUMMARY_FILE
+from sweep.data import build_token_sets
+from sweep.errors import QfeatError
+from sweep.job import run
+from sweep.models import load_hf_model, load_tokenizer
+
+BNB = importlib.util.find_spec("bitsandbytes") is not None
+LLMC = importlib.util.find_spec("llmcompressor") is not None
+needs_bnb = pytest.mark.skipif(not BNB, reason="bitsandbytes not installed")
+needs_llmc = pytest.mark.skipif(not LLMC, reason="llmcompressor not installed")
+SHIPPED = ["nf4", "fp4", "llm_int8", "gptq", "awq", "w8a8", "fp8", "wanda", "sparsegpt"]
+DEFAULT_BITS = {"nf4": 4, "fp4": 4, "llm_int8": 8, "w8a8": 8, "fp8": 8}
+
+
+def method_cfg(name: str, *overrides: str) -> DictConfig:
+    """The shipped config of `name`, shrunk."""
+    return compose_config([*SMALL, f"compression={name}", *overrides])
+
+
+@cache
+def fp_and_calibration() -> tuple[torch.nn.Module, torch.Tensor]:
+    """The tiny FP model and 8 calibration sequences (disjoint from the measured tokens)."""
+    cfg = method_cfg("rtn")
+    _, calibration = build_token_sets(cfg.data, load_tokenizer(cfg.model), 8)
+    return load_hf_model(cfg.model, torch.device("cpu")), calibration
+
+
+@cache
+def compressed(name: str, bits: int, group_size: int | None = None) -> torch.nn.Module:
+    """A copy of tiny compressed by `name` (cached: calibration takes seconds)."""
+    fp, calibration = fp_and_calibration()
+    model = copy.deepcopy(fp)
+    cfg = method_cfg(name, f"bits={bits}").compression
+    if group_size is not None:
+        cfg.group_size = group_size
+    assert compress_model(model, cfg, bits, 0.5, calibration=calibration) == 16
+    return model
+
+
+def modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The target layers (or the library modules that replaced them) by name."""
+    return {name: layer for name, layer in target_linears(model, ["attention", "mlp"])}
+
+
+def fp_weights() -> dict[str, torch.Tensor]:
+    """The FP target weights of tiny."""
+    return {n: m.weight.detach() for n, m in modules(fp_and_calibration()[0]).items()}
+
+
+def ct_weight(module: torch.nn.Module) -> torch.Tensor:
+    """compressed-tensors' own fake quantization of a module's weight (what its forward uses)."""
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+
+    args = module.quantization_scheme.weights
+    zero = getattr(module, "weight_zero_point", None)
+    return fake_quantize(module.weight, module.weight_scale, zero, args)
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-flight: unsupported bit-widths and missing libraries, one line before any model loads.
+
+
+@pytest.mark.parametrize("name", [n for n in COMPRESSORS.names() if COMPRESSORS.get(n).bits])
+def test_unsupported_bits_name_the_supported_ones(name: str) -> None:
+    supported = COMPRESSORS.get(name).bits
+    bad = next(b for b in range(2, 17) if b not in supported)
+    with pytest.raises(QfeatError, match=rf"compression={name} supports bits in \{{.*\}}; got"):
+        check_method(method_cfg(name).compression, bad)
+
+
+@pytest.mark.parametrize("name", [n for n in COMPRESSORS.names() if COMPRESSORS.get(n).requires])
+def test_missing_library_names_the_pip_line(name: str, monkeypatch) -> None:
+    missing = COMPRESSORS.get(name).requires[0][0]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda mod, *a: None if mod == missing else real(mod, *a)
+    )
+    bits = (COMPRESSORS.get(name).bits or (4,))[0]
+    with pytest.raises(QfeatError, match=rf"compression={name} needs `pip install .*==.*`"):
+        check_method(method_cfg(name).compression, bits)
+
+
+def test_cli_refuses_nf4_at_3_bits_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "launch.py", "compression=nf4", "bits=3", f"out_root={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [x for x in (proc.stdout + proc.stderr).splitlines() if "error" in x.lower()]
+    assert len(lines) == 1 and "compression=nf4 supports bits in {4}; got bits=3" in lines[0]
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob(SUMMARY_FILE))
+
+
+# --------------------------------------------------------------------------------------------
+# bitsandbytes: weights are bitsandbytes' own dequantization; the forward is bnb's module.
+
+
+@needs_bnb
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+def test_4bit_weights_are_bitsandbytes_dequantization(quant_type: str) -> None:
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bf
+
+    x = torch.randn(5, 512, generator=torch.Generator().manual_seed(0))
+    for name, module in modules(compressed(quant_type, 4)).items():
+        assert isinstance(module, bnb.nn.Linear4bit)
+        deq = bf.dequantize_4bit(module.weight.data, module.weight.quant_state)
+        q, state = bf.quantize_4bit(fp_weights()[name], blocksize=64, quant_type=quant_type)
+        assert torch.equal(deq, bf.dequantize_4bit(q, state))
+        assert max(len(block.unique()) for block in deq.reshape(-1, 64)) <= 2**4
+        xin = x[:, : module.in_features]
+        torch.testing.assert_close(module(xin), F.linear(xin, deq, module.bias))
+
+
+@needs_bnb
+def test_llm_int8_weights_are_bitsandbytes_int8() -> None:
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bf
+
+    for name, module in modules(compressed("llm_int8", 8)).items():
+        assert isinstance(module, bnb.nn.Linear8bitLt)
+        cb, scb, _ = bf.int8_vectorwise_quant(fp_weights()[name].half())
+        assert torch.equal(module.weight.data, cb) and torch.equal(module.weight.SCB, scb)
+        assert max(len(row.unique()) for row in module.weight.data) <= 2**8
+
+
+# --------------------------------------------------------------------------------------------
+# llm-compressor: compressed-tensors' quantization, GPTQ/AWQ beat RTN, activations quantized.
+
+
+@needs_llmc
+@pytest.mark.parametrize(("name", "bits"), [("gptq", 3), ("awq", 3), ("w8a8", 8), ("fp8", 8)])
+def test_llmc_weights_are_compressed_tensors_quantization(name: str, bits: int) -> None:
+    for module in modules(compressed(name, bits, 32)).values():
+        args = module.quantization_scheme.weights
+        assert args.num_bits == bits
+        w = ct_weight(module)
+        if args.type == "int":
+            groups = w.reshape(-1, args.group_size) if args.group_size else w
+            assert max(len(g.unique()) for g in groups) <= 2**bits
+        if name in ("gptq", "w8a8"):  # GPTQ writes its quantized weights in place
+            torch.testing.assert_close(module.weight, w, rtol=0, atol=1e-6)
+
+
+def layer_output_error(model: torch.nn.Module, tokens: torch.Tensor) -> float:
+    """Σ over target layers of ‖out − out_FP‖² / ‖out_FP‖² on `tokens` (full forward passes)."""
+    fp = fp_and_calibration()[0]
+    outs: dict[str, list[torch.Tensor]] = {"fp": [], "q": []}
+    handles = [
+        layer.register_forward_hook(lambda _m, _i, o, key=key: outs[key].append(o.detach()))
+        for key, net in (("fp", fp), ("q", model))
+        for _, layer in target_linears(net, ["attention", "mlp"])
+    ]
+    with torch.no_grad():
+        fp(tokens)
+        model(tokens)
+    for handle in handles:
+        handle.remove()
+    return sum(
+        float((q - f).pow(2).sum() / f.pow(2).sum())
+        for f, q in zip(outs["fp"], outs["q"], strict=True)
+    )
+
+
+@needs_llmc
+@pytest.mark.parametrize("name", ["gptq", "awq"])
+def test_gptq_and_awq_beat_rtn_on_calibration_data(name: str) -> None:
+    fp, calibration = fp_and_calibration()
+    baseline = copy.deepcopy(fp)
+    with torch.no_grad():
+        for _, layer in target_linears(baseline, ["attention", "mlp"]):
+            layer.weight.copy_(rtn(layer.weight, 3, "group", 32, symmetric=True))
+    ours = layer_output_error(compressed(name, 3, 32), calibration)
+    theirs = layer_output_error(baseline, calibration)
+    print(f"{name} 3-bit g32 layer-output error {ours:.4f} vs RTN {theirs:.4f}")
+    assert ours < theirs
+
+
+@needs_llmc
+@pytest.mark.parametrize("name", ["w8a8", "fp8"])
+def test_activations_are_quantized_at_run_time(name: str) -> None:
+    x = torch.randn(2, 7, 512, generator=torch.Generator().manual_seed(1))
+    for module in modules(compressed(name, 8)).values():
+        assert module.quantization_scheme.input_activations.dynamic is True
+        xin = x[..., : module.in_features]
+        with torch.no_grad():
+            deployed = module(xin)
+            weight_only = F.linear(xin, ct_weight(module), module.bias)
+        assert not torch.allclose(deployed, weight_only, rtol=0, atol=1e-6)
+        assert (deployed - weight_only).abs().max() < 0.1 * weight_only.abs().max()
+
+
+@needs_llmc
+@pytest.mark.parametrize("name", ["wanda", "sparsegpt"])
+def test_calibrated_pruning_hits_the_sparsity(name: str) -> None:
+    for module in modules(compressed(name, 4)).values():
+        assert abs(float((module.weight == 0).float().mean()) - 0.5) < 0.01
+
+
+# --------------------------------------------------------------------------------------------
+# One tiny job per method, alone and as the reference of magnitude_matched.
+
+TINY_JOB = [
+    "data.n_sequences=8",
+    "eval.sliding_window_stride=null",
+    "compression.calibration_sequences=4",
+]
+
+
+def available(name: str) -> bool:
+    return all(importlib.util.find_spec(mod) for mod, _ in COMPRESSORS.get(name).requires)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_one_tiny_job_per_method(name: str, tmp_path: Path) -> None:
+    if not available(name):
+        pytest.skip(f"{name}: library not installed")
+    bits = DEFAULT_BITS.get(name, 4)
+    cfg = method_cfg(name, *TINY_JOB, f"bits={bits}", f"out_root={tmp_path}")
+    metrics = run(cfg)
+    (summary,) = [json.loads(p.read_text()) for p in tmp_path.rglob(SUMMARY_FILE)]
+    assert summary["compression"] == name and metrics["n_compressed_matrices"] == 16
+    assert metrics["n_active"] > 0 and -1 <= metrics["mean_r"] <= 1
+    assert math.isfinite(metrics["q_ppl"]) and metrics["kl_mean"] > 0
+    print(f"{name} bits={bits}: wall {summary['wall_time_s']:.1f}s, timings {summary['timings_s']}")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_method_is_a_matched_reference(name: str, tmp_path: Path) -> None:
+    if not available(name):
+        pytest.skip(f"{name}: library not installed")
+    overrides = [*TINY_JOB, f"compression.match={name}", "compression.max_steps=4"]
+    bits = DEFAULT_BITS.get(name, 4)
+    cfg = method_cfg("magnitude_matched", *overrides, f"bits={bits}", f"out_root={tmp_path}")
+    run(cfg)
+    (summary,) = [json.loads(p.read_text()) for p in tmp_path.rglob(SUMMARY_FILE)]
+    matched = summary["matched"]
+    assert matched["reference_method"] == name and len(matched["search"]["history"]) <= 4
+    assert 0 <= matched["reference"]["frac_survived"] <= 1
