@@ -6,8 +6,8 @@ from omegaconf import OmegaConf
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from sweep.compressors import COMPRESSORS, compress_model, target_linears
+from sweep.compressors.rtn import rtn
 from sweep.errors import QfeatError
-from sweep.quantize import rtn
 from sweep.schema import CompressionConfig
 
 
