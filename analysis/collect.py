@@ -20,6 +20,19 @@ log = logging.getLogger("qfeat.analysis")
 # Columns that identify a job in every frame.
 JOB_COLUMNS = ["sweep", "key", "model", "compression", "bits", "sparsity"]
 _LAYER = re.compile(r"blocks\.(\d+)\.")
+# Per-feature columns newer jobs add (steering/ablation fidelity, watchlist): kept when present,
+# NaN / False for jobs written before them.
+OPTIONAL_FEATURE_COLUMNS = (
+    "steer_r",
+    "steer_kl_fp",
+    "steer_kl_q",
+    "steer_kl_ratio",
+    "ablate_r",
+    "ablate_kl_fp",
+    "ablate_kl_q",
+    "ablate_kl_ratio",
+    "watched",
+)
 
 
 class AnalysisError(Exception):
@@ -36,6 +49,7 @@ class Collection:
     skipped: pd.DataFrame
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    dirs: dict[str, Path] = field(default_factory=dict)  # "sweep/key" -> job directory
     dims: Dimensions = field(default_factory=lambda: dimensions({}))
 
 
@@ -124,7 +138,8 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
 def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """A valid record's job row, per-SAE rows and tagged features frame."""
     s = rec.summary
-    frame = rec.features[list(FEATURE_COLUMNS)].copy()
+    optional = [c for c in OPTIONAL_FEATURE_COLUMNS if c in rec.features.columns]
+    frame = rec.features[[*FEATURE_COLUMNS, *optional]].copy()
     frame = frame.assign(
         sweep=rec.sweep,
         key=s["key"],
@@ -161,10 +176,13 @@ def build(
     features = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(features):
         features["layer"] = features["sae"].map(lambda h: layer_of(str(h)))
+        features = features.reindex(columns=[*features.columns, *_absent(features)])
+        features["watched"] = features["watched"].eq(True)
     sort = ["sweep", "model", "compression", "bits"]
     if len(jobs):
         jobs = jobs.sort_values([*sort, "extras"], kind="stable", ignore_index=True)
         per_sae = per_sae.sort_values([*sort, "extras", "sae"], kind="stable", ignore_index=True)
+    dirs = {f"{r.sweep}/{r.summary['key']}": Path(r.source) for r in good}
     return Collection(
         jobs=jobs,
         per_sae=per_sae,
@@ -173,7 +191,13 @@ def build(
         summaries=summaries,
         sources=sources,
         dims=dims,
+        dirs={k: d for k, d in dirs.items() if d.is_dir()},
     )
+
+
+def _absent(features: pd.DataFrame) -> list[str]:
+    """Optional feature columns no collected job wrote (added as NaN so every frame has them)."""
+    return [c for c in OPTIONAL_FEATURE_COLUMNS if c not in features.columns]
 
 
 def collect(sweep_dirs: list[Path | str]) -> Collection:

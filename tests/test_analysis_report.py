@@ -72,7 +72,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 class Images(HTMLParser):
-    """Collects <img> sources and figure ids while parsing."""
+    """Collects figure <img> sources (not feature-card scatters) and figure ids while parsing."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,7 +81,7 @@ class Images(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "img":
+        if tag == "img" and a.get("class") != "scatter":
             self.srcs.append(a.get("src") or "")
         if tag == "figure":
             self.ids.append(a.get("id") or "")
