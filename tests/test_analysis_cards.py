@@ -168,7 +168,7 @@ def test_card_html_escapes_tokens_and_shades_by_activation(sweep: Path) -> None:
     shades = [style for text, style in parsed.spans if text == SCRIPT]
     assert shades == ["background:rgba(25,113,194,0.700)", "background:rgba(232,89,12,0.000)"]
     new = [style for text, style in parsed.spans if text == " w2_9"]  # 0.7 × 3 / 8
-    assert new == ["background:rgba(25,113,194,0.000)", "background:rgba(232,89,12,0.263)"]
+    assert new == ["background:rgba(25,113,194,0.000)", "background:rgba(232,89,12,0.262)"]
 
 
 def test_report_has_cards_fidelity_figures_and_fit_tables(sweep: Path) -> None:
