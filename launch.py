@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from sweep.job import run_safely
+from sweep.entry import run_safely
 from sweep.schema import register_configs
 
 register_configs()

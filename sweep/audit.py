@@ -17,17 +17,19 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedModel
 
 from sweep.compose import compose_config
 from sweep.compressors.variants import Variants
-from sweep.constants import FEATURES_FILE
+from sweep.constants import FEATURES_FILE, SURVIVED
 from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.models import MODELS, checkpoint_format, load_hf_model, model_path
 from sweep.record import job_dir, job_key
 
+VERDICT_COLUMNS = ["sae", "feature", "r", "class", "fp_frequency", "fp_mean_active", "fp_max"]
 CHECKED_CONFIG = (
     "model_type",
     "num_hidden_layers",
@@ -129,9 +131,8 @@ def verdict(summary_metrics: dict, frame, worst: int) -> str:
         f"{100 * m['frac_blurred']:.1f}% blurred, {100 * m['frac_destroyed']:.1f}% destroyed",
     ]
     damaged = frame[frame["active"]].sort_values("r").head(worst)
-    columns = ["sae", "feature", "r", "class", "fp_frequency", "fp_mean_active", "fp_max"]
     lines.append(f"{len(damaged)} most damaged features:")
-    lines.append(damaged[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    lines.append(damaged[VERDICT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return "\n".join(lines)
 
 
@@ -141,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("fields", nargs="+", help="reference=… candidate=… sae=… [data=…]")
     parser.add_argument("--fail-under", type=float, default=None)
     parser.add_argument("--worst", type=int, default=10)
+    parser.add_argument(
+        "--watch",
+        type=_feature_ids,
+        default=None,
+        help="comma-separated feature ids (e.g. refusal features): always reported, and "
+        "--fail-under then gates on these features alone",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     pairs = [f.split("=", 1) for f in args.fields]
@@ -154,23 +162,51 @@ def main(argv: list[str] | None = None) -> int:
             raise QfeatError(f"--fail-under {args.fail_under} is outside [0, 1]")
         check_candidate(fields["candidate"])
         checkpoint_format(fields["candidate"])  # an unknown format fails before any load
-        cfg = audit_config(fields, overrides)
+        watch = [f"survival.watch=[{','.join(map(str, args.watch))}]"] if args.watch else []
+        cfg = audit_config(fields, [*overrides, *watch])
         metrics = run(cfg, variants_of=candidate_variants)
+        out = job_dir(cfg, job_key(cfg))
+        frame = pd.read_parquet(out / FEATURES_FILE)
+        gated, what = frame[frame["active"]], "active features"
+        if args.watch:
+            gated, what = watched_features(frame, args.watch), "watched features"
     except QfeatError as err:
         print(f"qfeat audit: error: {err}", file=sys.stderr)
         return 2
-    import pandas as pd
-
-    out = job_dir(cfg, job_key(cfg))
-    print(verdict(metrics, pd.read_parquet(out / FEATURES_FILE), args.worst))
+    print(verdict(metrics, frame, args.worst))
+    if args.watch:
+        print(f"{len(gated)} watched features:")
+        print(gated[VERDICT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"results: {out}")
-    if args.fail_under is not None and metrics["frac_survived"] < args.fail_under:
+    survived = float((gated["class"] == SURVIVED).mean())
+    if args.fail_under is not None and survived < args.fail_under:
         print(
-            f"FAIL: {100 * metrics['frac_survived']:.1f}% of active features survived, "
-            f"below --fail-under {args.fail_under}"
+            f"FAIL: {100 * survived:.1f}% of {what} survived, below --fail-under {args.fail_under}"
         )
         return 1
     return 0
+
+
+def _feature_ids(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ids") from err
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more feature ids >= 0")
+    return ids
+
+
+def watched_features(frame: pd.DataFrame, watch: list[int]) -> pd.DataFrame:
+    """The watched features' rows; each must be active on the audit's tokens to be gated on."""
+    rows = frame[frame["feature"].isin(watch)]
+    silent = sorted(set(rows.loc[~rows["active"], "feature"]))
+    if silent:
+        raise QfeatError(
+            f"watched features {silent} are not active on these tokens (fire on fewer than "
+            "survival.min_active_tokens); measure more text (data.n_sequences) or drop them"
+        )
+    return rows
 
 
 if __name__ == "__main__":

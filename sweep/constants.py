@@ -47,7 +47,23 @@ FEATURE_COLUMNS: dict[str, tuple[str, str]] = {
     "silenced": ("bool", "compressed activation constant over all tokens"),
     "class": ("string", "survived / blurred / destroyed for active features, else inactive"),
     "damage": ("float64", "1 − r (NaN for inactive features)"),
+    # Steering and ablation fidelity (sweep/steering.py), NaN unless the feature was sampled:
+    # r of the FP vs compressed mean change of next-token log-probs, and each side's mean KL.
+    "steer_r": ("float64", "Pearson r of FP vs compressed steering effects (1: same effect)"),
+    "steer_kl_fp": ("float64", "mean per-token KL of steering the FP model (nats)"),
+    "steer_kl_q": ("float64", "mean per-token KL of steering the compressed model (nats)"),
+    "steer_kl_ratio": ("float64", "steer_kl_q / steer_kl_fp"),
+    "ablate_r": ("float64", "Pearson r of FP vs compressed ablation effects"),
+    "ablate_kl_fp": ("float64", "mean per-token KL of ablating the feature in the FP model"),
+    "ablate_kl_q": ("float64", "mean per-token KL of ablating it in the compressed model"),
+    "ablate_kl_ratio": ("float64", "ablate_kl_q / ablate_kl_fp"),
 }
+FIDELITY_COLUMNS = tuple(c for c in FEATURE_COLUMNS if c.startswith(("steer_", "ablate_")))
+
+# Per job beside features.parquet: each feature's top contexts (sweep/contexts.py) and the
+# measured token set they point into (seq, pos, token_id, text).
+CONTEXTS_FILE = "contexts.parquet"
+TOKENS_FILE = "tokens.parquet"
 
 # The embedded tiny model's packaged artefacts (built by `python -m sweep.tiny.build`).
 TINY_ASSETS = ASSET_DIR

@@ -4,28 +4,31 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
-from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedModel
 
 from sweep import tracking
 from sweep.compressors import needs_calibration
 from sweep.compressors.variants import Variants, build_variants
-from sweep.constants import FAILURE_FILE, FEATURES_FILE, SUMMARY_FILE
+from sweep.constants import (
+    CONTEXTS_FILE,
+    FEATURES_FILE,
+    SUMMARY_FILE,
+    TOKENS_FILE,
+)
 from sweep.data import build_token_sets
-from sweep.errors import QfeatError, one_line
+from sweep.errors import QfeatError
+from sweep.extras import contexts_frame, token_frame
+from sweep.fidelity import measure_fidelity
 from sweep.hooked import HookedLM
 from sweep.measure import Measurement, compute_reference, kl_method, measure
 from sweep.models import load_hf_model, load_tokenizer, resolve_device, tl_processing
-from sweep.outcomes import COMPLETE, SKIPPED, Outcome, write_outcome
 from sweep.overlap import damage_overlap
 from sweep.perplexity import sliding_window_loss
 from sweep.predict import predict_survival, sae_weight_stats
@@ -47,6 +50,7 @@ from sweep.reference import (
     reference_key,
     weights_digest,
 )
+from sweep.saefit import sae_fit
 from sweep.saes import check_sae_fits, check_sae_fits_config, load_saes, shared_model_kwargs
 from sweep.schema import validate
 from sweep.survival import class_fractions, feature_frame
@@ -84,8 +88,7 @@ def behaviour_metrics(result: Measurement, name: str) -> dict[str, float]:
 
 def matched_metrics(variants: Variants, frames: dict, result: Measurement) -> dict:
     """Search outcome and the overlap of damage between the pruned and the reference model."""
-    ref = variants.models.keys() - {variants.primary}
-    (ref_name,) = ref
+    (ref_name,) = frames.keys() - {variants.primary}
     return {
         "reference_method": ref_name,
         "search": variants.match.as_dict(),
@@ -118,7 +121,9 @@ def run(cfg: DictConfig, variants_of: VariantBuilder = default_variants) -> dict
     check_writable(out)
     log.info("job %s -> %s", key, out)
     with tracking.session(cfg, key) as wandb_run:
-        summary, frame = measure_job(cfg, key, variants_of)
+        summary, frame, extras = measure_job(cfg, key, variants_of)
+        for name, table in extras.items():
+            write_parquet_atomic(out / name, table)
         write_parquet_atomic(out / FEATURES_FILE, frame)
         summary["wall_time_s"] = time.perf_counter() - wall
         write_json_atomic(out / SUMMARY_FILE, summary)
@@ -150,14 +155,24 @@ def reference_identity(cfg: DictConfig, hf_model, saes: dict, processing: dict, 
         "measured_by": "HF forward hooks",  # sweep/hooked.py (was a TransformerLens conversion)
         "first": first,
         "kl_top_k": cfg.eval.kl_top_k,
+        "sae_fit_sequences": cfg.eval.sae_fit_sequences,
         "sliding_window_stride": cfg.eval.sliding_window_stride,
     }
 
 
+def check_watchlist(watch, saes: dict) -> None:
+    """Every watched feature id must exist in every SAE of the job."""
+    for hook, sae in saes.items():
+        bad = [f for f in watch if f >= sae.cfg.d_sae]
+        if bad:
+            raise QfeatError(f"survival.watch {bad} beyond the {sae.cfg.d_sae} features of {hook}")
+
+
 def measure_job(
     cfg: DictConfig, key: str, variants_of: VariantBuilder = default_variants
-) -> tuple[dict, pd.DataFrame]:
-    """The heavy part of a job: load, compress, measure; returns (summary, features frame)."""
+) -> tuple[dict, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The heavy part of a job: load, compress, measure; returns (summary, features frame,
+    extra result tables by file name)."""
     torch.manual_seed(cfg.seed)
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
@@ -165,6 +180,7 @@ def measure_job(
     batch_size = cfg.runtime.batch_size
     first = int(cfg.survival.exclude_first_position)
     stride = cfg.eval.sliding_window_stride
+    n_fit = min(cfg.eval.sae_fit_sequences, cfg.data.n_sequences)
     timings: dict[str, float] = {}
     check_cache_root(cfg.reference_cache)
 
@@ -175,6 +191,7 @@ def measure_job(
         tokens, calibration = build_token_sets(cfg.data, tokenizer, n_calibration)
     with stage("load", timings):
         saes = load_saes(cfg.sae, device)
+        check_watchlist(cfg.survival.watch, saes)
         hf_model = load_hf_model(cfg.model, device)
         for sae in saes.values():
             check_sae_fits_config(sae, hf_model.config)
@@ -190,6 +207,8 @@ def measure_job(
         )
         if stride:
             ref.sliding_ppl = sliding_ppl(fp_model, tokens, stride, tokenizer.bos_token_id)
+        if n_fit:
+            ref.sae_fit = sae_fit(fp_model, saes, tokens[:n_fit], first, batch_size)
         return ref
 
     with stage("reference", timings):
@@ -205,7 +224,14 @@ def measure_job(
             check_sae_fits(sae, variants.models[variants.primary])
     with stage("measure", timings):
         result = measure(
-            reference, variants.models, saes, tokens, batch_size, first, cfg.runtime.progress
+            reference,
+            variants.models,
+            saes,
+            tokens,
+            batch_size,
+            first,
+            cfg.runtime.progress,
+            cfg.eval.contexts_k,
         )
     if stride:
         with stage("sliding", timings):
@@ -213,17 +239,37 @@ def measure_job(
                 name: sliding_ppl(model, tokens, stride, tokenizer.bos_token_id)
                 for name, model in variants.models.items()
             }
-    vocab = variants.models[variants.primary].d_vocab
+    primary = variants.models[variants.primary]
+    vocab = primary.d_vocab
+    weights = {hook: sae_weight_stats(sae) for hook, sae in saes.items()}
+    frames = {
+        name: pd.concat(
+            [feature_frame(v.stats[h], h, cfg.survival, weights[h]) for h in saes],
+            ignore_index=True,
+        )
+        for name, v in result.variants.items()
+    }
+    frame = frames[variants.primary]
+    if n_fit:
+        with stage("sae_fit", timings):
+            q_fit = sae_fit(primary, saes, tokens[:n_fit], first, batch_size)
+    with stage("fidelity", timings):
+        fidelity = measure_fidelity(
+            cfg,
+            frame,
+            saes,
+            primary,
+            variants.models.clear,
+            lambda: hooked(load_hf_model(cfg.model, device)),
+            tokens[: cfg.fidelity.n_sequences],
+            first,
+        )
+        del primary
     with stage("record", timings):
-        weights = {hook: sae_weight_stats(sae) for hook, sae in saes.items()}
-        frames = {
-            name: pd.concat(
-                [feature_frame(v.stats[h], h, cfg.survival, weights[h]) for h in saes],
-                ignore_index=True,
-            )
-            for name, v in result.variants.items()
-        }
-        frame = frames[variants.primary]
+        extras = {TOKENS_FILE: token_frame(tokens, tokenizer)}
+        if cfg.eval.contexts_k:
+            contexts = result.variants[variants.primary].contexts
+            extras[CONTEXTS_FILE] = contexts_frame(contexts, frame, tokens.shape[1] - first, first)
         by_sae = dict(list(frame.groupby("sae", sort=False)))
         metrics = {
             **class_fractions(frame),
@@ -257,60 +303,10 @@ def measure_job(
             "per_sae": {hook: class_fractions(f) for hook, f in by_sae.items()},
             "prediction": {hook: predict_survival(f, seed=cfg.seed) for hook, f in by_sae.items()},
             "matched": matched_metrics(variants, frames, result) if variants.match else None,
+            "sae_fit": {h: {"fp": reference.sae_fit[h], "q": q_fit[h]} for h in saes}
+            if n_fit
+            else None,
+            "fidelity": fidelity or None,
             "timings_s": timings,
         }
-    return summary, frame
-
-
-def _is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def _record_failure(cfg: DictConfig, err: BaseException) -> None:
-    try:
-        out = job_dir(cfg, job_key(cfg))
-        write_json_atomic(
-            Path(out) / FAILURE_FILE,
-            {"error": one_line(err), "time": datetime.now(timezone.utc).isoformat()},
-        )
-    except Exception:  # the config, or the disk, may be what failed; the outcome still says it
-        return
-
-
-def _record_outcome(cfg: DictConfig, metrics: dict | None, err: BaseException | None) -> None:
-    """The job's outcome in its Hydra job directory, for the launch's closing table."""
-    if not HydraConfig.initialized():
-        return
-    hydra = HydraConfig.get()
-    outcome = Outcome(job=str(hydra.job.get("num", 0)), overrides=list(hydra.overrides.task))
-    if err is not None:
-        outcome.error = one_line(err)
-    else:
-        outcome.status = SKIPPED if metrics.get("skipped") else COMPLETE
-        outcome.frac_survived = metrics.get("frac_survived")
-        outcome.delta_ppl = metrics.get("delta_ppl")
-    with suppress(Exception):
-        outcome.key = job_key(cfg)
-    try:
-        write_outcome(Path(hydra.runtime.output_dir), outcome)
-    except QfeatError as write_err:
-        log.error("qfeat: error: %s", write_err)
-
-
-def run_safely(cfg: DictConfig) -> dict | None:
-    """Run a job; bad input is one line (exit 2), a bug keeps its traceback (exit 1). In a
-    multirun a failure is recorded and the sweep goes on; its closing table reports it."""
-    try:
-        metrics = run(cfg)
-    except Exception as err:
-        if isinstance(err, QfeatError):
-            log.error("qfeat: error: %s", err)
-        else:
-            log.exception("job failed")
-        _record_failure(cfg, err)
-        _record_outcome(cfg, None, err)
-        if not _is_multirun():
-            raise SystemExit(2 if isinstance(err, QfeatError) else 1) from err
-        return None
-    _record_outcome(cfg, metrics, None)
-    return metrics
+    return summary, frame, extras

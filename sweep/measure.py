@@ -7,6 +7,7 @@ import torch
 from sae_lens import SAE
 from tqdm.auto import tqdm
 
+from sweep.contexts import Contexts
 from sweep.errors import QfeatError
 from sweep.hooked import HookedLM
 from sweep.reference import Reference, SparseCodes
@@ -152,6 +153,7 @@ class VariantMeasurement:
     stats: dict[str, PairStats]
     loss: LossTotals = field(default_factory=LossTotals)
     kl: LossTotals = field(default_factory=LossTotals)
+    contexts: dict[str, Contexts] = field(default_factory=dict)
 
 
 @dataclass
@@ -171,8 +173,10 @@ def measure(
     batch_size: int,
     first: int,
     progress: bool = True,
+    contexts_k: int = 0,
 ) -> Measurement:
-    """Run every variant on the reference's tokens; stream paired statistics, loss and KL."""
+    """Run every variant on the reference's tokens; stream paired statistics, loss, KL and,
+    when `contexts_k` > 0, each feature's top-k contexts by FP and by compressed activation."""
     hooks = list(saes)
     fp_loss = LossTotals()
     fp_loss.add(reference.nll)
@@ -184,6 +188,10 @@ def measure(
         result = VariantMeasurement(
             stats={h: PairStats.zeros(s.cfg.d_sae, device=device) for h, s in saes.items()}
         )
+        if contexts_k:
+            result.contexts = {
+                h: Contexts.empty(s.cfg.d_sae, contexts_k, device) for h, s in saes.items()
+            }
         bar = _progress(batches(tokens, batch_size), n_batches, f"measure {name}", progress)
         for i, batch in enumerate(bar):
             lo, hi = i * batch_size, i * batch_size + len(batch)
@@ -193,7 +201,10 @@ def measure(
                 require_finite(acts[hook], hook, f"compressed ({name})", i)
             for hook, sae in saes.items():
                 fp = reference.codes[hook].dense(lo * rows_per_seq, hi * rows_per_seq, device)
-                result.stats[hook].update(fp, encode_codes(sae, acts[hook], first))
+                q = encode_codes(sae, acts[hook], first)
+                result.stats[hook].update(fp, q)
+                if contexts_k:
+                    result.contexts[hook].update(fp, q, lo * rows_per_seq)
             logprobs = next_token_logprobs(logits)
             batch_nll = next_token_nll(logits, batch, logprobs)
             require_finite(batch_nll, "the next-token loss", f"compressed ({name})", i)

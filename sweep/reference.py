@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from sweep.record import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the FP SAE-fit metrics travel with the reference
 TENSORS_FILE, MANIFEST_FILE = "reference.safetensors", "reference.json"
 
 
@@ -75,6 +75,7 @@ class Reference:
     topk_logprobs: torch.Tensor
     topk_ids: torch.Tensor
     sliding_ppl: float | None
+    sae_fit: dict = field(default_factory=dict)
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Flat tensors for safetensors and the JSON-able rest."""
@@ -86,7 +87,7 @@ class Reference:
                 f"codes{i}.row_ptr": c.row_ptr,
             }
         hooks = {hook: c.d_sae for hook, c in self.codes.items()}
-        return tensors, {"hooks": hooks, "sliding_ppl": self.sliding_ppl}
+        return tensors, {"hooks": hooks, "sliding_ppl": self.sliding_ppl, "sae_fit": self.sae_fit}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], meta: dict) -> "Reference":
@@ -106,6 +107,7 @@ class Reference:
             tensors["topk_logprobs"],
             tensors["topk_ids"],
             meta["sliding_ppl"],
+            meta["sae_fit"],
         )
 
 

@@ -1,5 +1,6 @@
 """Typed config schema (Hydra ConfigStore) and the checks run before any heavy work."""
 
+import math
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
@@ -69,10 +70,19 @@ class DataConfig:
 class EvalConfig:
     """Behavioural metrics beside feature survival."""
 
-    sliding_window_stride: int | None = (
-        None  # off: one more forward per variant (paper presets: 64)
-    )
+    sliding_window_stride: int | None = None  # off: one more forward per variant (paper: 64)
     kl_top_k: int = 128
+    contexts_k: int = 16  # top contexts kept per feature, by FP and by compressed activation
+    sae_fit_sequences: int = 16  # first sequences (at most all) for the SAE-fit metrics; 0: off
+
+
+@dataclass
+class FidelityConfig:
+    """Steering and ablation fidelity on a bounded sample of each SAE's active features."""
+
+    max_features: int = 16  # damaged features first, then random survivors; 0 turns it off
+    n_sequences: int = 4  # the first measured sequences (at most all) carry the interventions
+    alpha: float = 4.0  # steering strength, in units of each feature's FP peak activation
 
 
 @dataclass
@@ -83,6 +93,7 @@ class SurvivalConfig:
     blurred: float = 0.5
     min_active_tokens: int = 10
     exclude_first_position: bool = True
+    watch: list[int] = field(default_factory=list)  # feature ids always carded and checked
 
 
 @dataclass
@@ -116,6 +127,7 @@ class QfeatConfig:
     data: DataConfig = field(default_factory=DataConfig)
     survival: SurvivalConfig = field(default_factory=SurvivalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     bits: int = 4
@@ -183,6 +195,14 @@ def validate(cfg: DictConfig) -> None:
         raise QfeatError(f"eval.sliding_window_stride={stride} must be in 1..data.seq_len-1")
     if cfg.eval.kl_top_k < 1:
         raise QfeatError("eval.kl_top_k must be >= 1")
+    if cfg.eval.contexts_k < 0 or cfg.fidelity.max_features < 0:
+        raise QfeatError("eval.contexts_k and fidelity.max_features must be >= 0 (0: off)")
+    if cfg.eval.sae_fit_sequences < 0 or cfg.fidelity.n_sequences < 1:
+        raise QfeatError("need eval.sae_fit_sequences >= 0 (0: off) and fidelity.n_sequences >= 1")
+    if not math.isfinite(cfg.fidelity.alpha):
+        raise QfeatError(f"fidelity.alpha={cfg.fidelity.alpha} must be finite")
+    if any(f < 0 for f in cfg.survival.watch):
+        raise QfeatError(f"survival.watch={list(cfg.survival.watch)} holds a negative feature id")
     wandb_mode(cfg)
     if cfg.runtime.batch_size < 1:
         raise QfeatError("runtime.batch_size must be >= 1")

@@ -5,7 +5,15 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from sweep.constants import BLURRED, CLASSES, DESTROYED, FEATURE_COLUMNS, INACTIVE, SURVIVED
+from sweep.constants import (
+    BLURRED,
+    CLASSES,
+    DESTROYED,
+    FEATURE_COLUMNS,
+    FIDELITY_COLUMNS,
+    INACTIVE,
+    SURVIVED,
+)
 from sweep.stats import PairStats
 
 
@@ -58,6 +66,7 @@ def feature_frame(
         }
     )
     frame = frame.merge(weights, on="feature", how="left", validate="one_to_one")
+    frame[list(FIDELITY_COLUMNS)] = np.nan  # filled for the sampled features by sweep.fidelity
     return frame[list(FEATURE_COLUMNS)].astype({k: v[0] for k, v in FEATURE_COLUMNS.items()})
 
 

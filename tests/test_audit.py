@@ -98,3 +98,26 @@ def test_export_refuses_bad_input_in_one_line(tmp_path: Path, capsys) -> None:
     assert export_main([str(tmp_path / "out"), "compression=zip"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "bits=1 is outside" in err[0] and "zip" in err[1]
+
+
+def test_watch_gates_on_the_watched_features_alone(candidates, tmp_path: Path, capsys) -> None:
+    assert audit(tmp_path, candidates["rtn2"]) == 0
+    frame = audit_frame(tmp_path)
+    active = frame[frame["active"]]
+    kept = active.loc[active["class"] == "survived", "feature"].head(2).tolist()
+    lost = active.loc[active["class"] == "destroyed", "feature"].head(1).tolist()
+    assert len(kept) == 2 and len(lost) == 1  # 2-bit RTN on tiny: some of each
+    watch = ",".join(map(str, kept))
+    assert audit(tmp_path / "a", candidates["rtn2"], "--watch", watch, "--fail-under", "1") == 0
+    assert "2 watched features:" in capsys.readouterr().out
+    watch = ",".join(map(str, kept + lost))
+    assert audit(tmp_path / "b", candidates["rtn2"], "--watch", watch, "--fail-under", "0.9") == 1
+    assert "FAIL: 66.7% of watched features survived" in capsys.readouterr().out
+
+
+def test_watching_an_inactive_feature_is_refused(tmp_path: Path, capsys) -> None:
+    assert audit(tmp_path, REFERENCE) == 0
+    frame = audit_frame(tmp_path)
+    silent = int(frame.loc[~frame["active"], "feature"].iloc[0])
+    assert audit(tmp_path / "x", REFERENCE, "--watch", str(silent), "--fail-under", "0.5") == 2
+    assert f"watched features [{silent}] are not active" in capsys.readouterr().err

@@ -53,7 +53,8 @@ def synthetic_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
             "damage": 1 - r,
         }
     )
-    return frame[list(FEATURE_COLUMNS)].astype({k: v[0] for k, v in FEATURE_COLUMNS.items()})
+    frame = frame.reindex(columns=list(FEATURE_COLUMNS))  # fidelity columns: NaN (not sampled)
+    return frame.astype({k: v[0] for k, v in FEATURE_COLUMNS.items()})
 
 
 @pytest.fixture(scope="module")

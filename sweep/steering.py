@@ -1,0 +1,122 @@
+"""Steering and ablation fidelity: does acting along a feature still do the same after compression?
+
+For a sample of features, the same intervention is made at the SAE's hook in the FP and in the
+compressed model, on the same tokens: *steering* adds α × (the feature's FP peak activation) ×
+its decoder direction at every measured position; *ablation* removes the feature's own
+reconstruction contribution (its code at that position × its decoder direction). Each
+intervention's effect is the change of next-token log-probabilities it causes. Per feature the
+effect is summarised by its mean over tokens (a vocabulary-sized vector) and the mean per-token
+KL(P_base ‖ P_intervened); fidelity compares the FP and compressed summaries: the Pearson
+correlation of the mean effect vectors and the ratio of KL magnitudes.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sae_lens import SAE
+
+from sweep.hooked import HookedLM, decoder_layers, parse_hook
+from sweep.measure import batches, encode_codes, next_token_logprobs
+
+STEER, ABLATE = "steer", "ablate"
+
+
+@dataclass
+class Effects:
+    """Per sampled feature: mean Δ log-prob over predicted tokens [n, vocab] and mean KL [n]."""
+
+    mean_effect: torch.Tensor
+    kl: torch.Tensor
+
+
+@contextmanager
+def edited_residual(
+    lm: HookedLM, hook: str, edit: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Within the block, the residual stream at `hook` is replaced by `edit(residual)`."""
+    layer, where = parse_hook(hook, lm.n_layers)
+    block = decoder_layers(lm.model)[layer]
+
+    def post(_module, _args, output):
+        if isinstance(output, tuple):
+            return (edit(output[0]), *output[1:])
+        return edit(output)
+
+    def pre(_module, args, kwargs):
+        if args:
+            return (edit(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": edit(kwargs["hidden_states"])}
+
+    handle = (
+        block.register_forward_hook(post)
+        if where == "post"
+        else block.register_forward_pre_hook(pre, with_kwargs=True)
+    )
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _base(lm: HookedLM, sae: SAE, hook: str, batch: torch.Tensor, features: list[int]):
+    """Base next-token log-probs and the sampled features' codes at every position."""
+    acts, logits = lm.run(batch, [hook])
+    codes = encode_codes(sae, acts[hook], 0).reshape(*batch.shape, -1)[..., features]
+    return next_token_logprobs(logits).double(), codes
+
+
+@torch.no_grad()
+def feature_effects(
+    lm: HookedLM,
+    sae: SAE,
+    hook: str,
+    features: list[int],
+    tokens: torch.Tensor,
+    mode: str,
+    alpha: float,
+    scales: torch.Tensor,
+    first: int,
+    batch_size: int,
+) -> Effects:
+    """Effects of steering or ablating each feature in `features` on `tokens` [n, seq_len].
+
+    `scales` [len(features)] are the features' FP peak activations (steering strength unit).
+    Positions before `first` (BOS) are never edited nor scored.
+    """
+    n, vocab = len(features), lm.d_vocab
+    mean_effect = torch.zeros(n, vocab, dtype=torch.float64)
+    kl = torch.zeros(n, dtype=torch.float64)
+    count = 0
+    w_dec = sae.W_dec[features].detach()
+    for batch in batches(tokens, batch_size):
+        batch = batch.to(lm.device)
+        base, codes = _base(lm, sae, hook, batch, features)
+        scored = base[:, first:]
+        mask = torch.zeros(batch.shape[1], 1, device=lm.device, dtype=w_dec.dtype)
+        mask[first:] = 1
+        count += scored.shape[0] * scored.shape[1]
+        for j in range(n):
+            if mode == STEER:
+                change = mask * ((alpha * float(scales[j])) * w_dec[j])
+            else:
+                change = mask * (-codes[..., j, None] * w_dec[j])
+            with edited_residual(lm, hook, lambda h, c=change: h + c.to(h.dtype)):
+                edited = next_token_logprobs(lm(batch)).double()[:, first:]
+            diff = edited - scored
+            mean_effect[j] += diff.sum((0, 1)).cpu()
+            kl[j] += (scored.exp() * (scored - edited)).sum(-1).sum().cpu()
+    return Effects(mean_effect / count, kl / count)
+
+
+def fidelity(fp: Effects, q: Effects) -> dict[str, np.ndarray]:
+    """Per feature: Pearson r of FP vs compressed mean effects (NaN when either is constant)
+    and the ratio of their KL magnitudes (compressed / FP; NaN when the FP effect is zero)."""
+    a = fp.mean_effect - fp.mean_effect.mean(1, keepdim=True)
+    b = q.mean_effect - q.mean_effect.mean(1, keepdim=True)
+    denom = (a.square().sum(1) * b.square().sum(1)).sqrt()
+    r = torch.where(denom > 0, (a * b).sum(1) / denom, torch.nan)
+    ratio = torch.where(fp.kl > 0, q.kl / fp.kl, torch.nan)
+    return {"r": r.clamp(-1, 1).numpy(), "kl_ratio": ratio.numpy()}
