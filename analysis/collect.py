@@ -13,26 +13,15 @@ import pandas as pd
 
 from analysis.configs import Dimensions, attach, dimensions
 from analysis.jobfiles import JobRecord, check_features, check_summary, one_line, read_job
-from sweep.constants import CLASSES, FEATURE_COLUMNS, JOBS_DIR
+from sweep.constants import CLASSES, FEATURE_COLUMNS, FIDELITY_COLUMNS, JOBS_DIR
 
 log = logging.getLogger("qfeat.analysis")
 
 # Columns that identify a job in every frame.
 JOB_COLUMNS = ["sweep", "key", "model", "compression", "bits", "sparsity"]
 _LAYER = re.compile(r"blocks\.(\d+)\.")
-# Per-feature columns newer jobs add (steering/ablation fidelity, watchlist): kept when present,
-# NaN / False for jobs written before them.
-OPTIONAL_FEATURE_COLUMNS = (
-    "steer_r",
-    "steer_kl_fp",
-    "steer_kl_q",
-    "steer_kl_ratio",
-    "ablate_r",
-    "ablate_kl_fp",
-    "ablate_kl_q",
-    "ablate_kl_ratio",
-    "watched",
-)
+# Per-feature columns newer jobs add (steering/ablation fidelity): NaN for jobs written before.
+OPTIONAL_FEATURE_COLUMNS = FIDELITY_COLUMNS
 
 
 class AnalysisError(Exception):
@@ -135,11 +124,17 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def watchlist(summary: dict[str, Any]) -> list[int]:
+    """The job's `survival.watch` feature ids (in every SAE), [] if none or not recorded."""
+    watch = ((summary.get("config") or {}).get("survival") or {}).get("watch") or []
+    return [int(f) for f in watch] if isinstance(watch, list) else []
+
+
 def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """A valid record's job row, per-SAE rows and tagged features frame."""
     s = rec.summary
-    optional = [c for c in OPTIONAL_FEATURE_COLUMNS if c in rec.features.columns]
-    frame = rec.features[[*FEATURE_COLUMNS, *optional]].copy()
+    present = [c for c in FEATURE_COLUMNS if c not in FIDELITY_COLUMNS or c in rec.features]
+    frame = rec.features[present].copy()
     frame = frame.assign(
         sweep=rec.sweep,
         key=s["key"],
@@ -147,6 +142,7 @@ def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.Data
         compression=s["compression"],
         bits=int(s["bits"]),
         sparsity=s["metrics"].get("sparsity"),
+        watched=rec.features["feature"].isin(watchlist(s)),
     )
     return _job_row(rec), _per_sae_rows(rec), frame.astype({"sae": "string", "class": "string"})
 
@@ -177,7 +173,6 @@ def build(
     if len(features):
         features["layer"] = features["sae"].map(lambda h: layer_of(str(h)))
         features = features.reindex(columns=[*features.columns, *_absent(features)])
-        features["watched"] = features["watched"].eq(True)
     sort = ["sweep", "model", "compression", "bits"]
     if len(jobs):
         jobs = jobs.sort_values([*sort, "extras"], kind="stable", ignore_index=True)

@@ -15,9 +15,8 @@ import pandas as pd
 
 from analysis.collect import AnalysisError
 from analysis.formatting import number
+from sweep.constants import CONTEXTS_FILE, TOKENS_FILE
 
-CONTEXTS_FILE = "contexts.parquet"
-TOKENS_FILE = "tokens.parquet"
 CONTEXT_COLUMNS = ("sae", "feature", "ranked_by", "rank", "seq", "pos", "fp_act", "q_act")
 TOKEN_COLUMNS = ("seq", "pos", "token_id", "text")
 WINDOW = 6  # tokens shown on each side of the activating one

@@ -35,10 +35,15 @@ FIT = {
 FIDELITY = {
     **IDS,
     "n_features": "features sampled",
+    "n_damaged": "of them damaged",
     "alpha": "α",
-    "mean_steer_r_survived": "mean steer r (survived)",
-    "mean_steer_r_damaged": "mean steer r (damaged)",
+    **{
+        f"mean_{mode}_r_{group}": f"mean {mode} r ({group})"
+        for mode in ("steer", "ablate")
+        for group in ("survived", "damaged")
+    },
     "spearman_r_vs_steer_r": "Spearman(r, steer r)",
+    "spearman_r_vs_ablate_r": "Spearman(r, ablate r)",
 }
 FIT_NAMES = {"sae_fit": FIT, "fidelity": FIDELITY}
 FIT_TITLES = {
@@ -50,8 +55,7 @@ FIT_CAPTIONS = {
     "(explained variance, L0, next-token CE loss clean and with the hook replaced by the SAE "
     "reconstruction).",
     "fidelity": "Steering / ablation along sampled features in FP vs compressed: does a "
-    "feature that survives by r also steer the same? (other keys of summary.json's fidelity "
-    "block follow).",
+    "feature that survives by r also steer the same? (1 = same effect on next-token log-probs).",
 }
 NUMERIC = {c for names in FIT_NAMES.values() for c in names if c not in IDS}
 

@@ -13,11 +13,11 @@ from test_analysis import HOOK, R, features_frame, write_job
 from analysis.__main__ import main
 from analysis.cards import build_cards, card_html
 from analysis.collect import collect
-from analysis.contexts import CONTEXTS_FILE, TOKENS_FILE
 from analysis.figures import make_figures
 from analysis.report import page
 from analysis.tables_fit import fidelity, sae_fit
 from conftest import ROOT
+from sweep.constants import CONTEXTS_FILE, FIDELITY_COLUMNS, TOKENS_FILE
 
 SCRIPT = "<script>alert(1)</script>"
 N_SEQ, SEQ_LEN = 3, 24
@@ -69,13 +69,13 @@ def new_job(root: Path, key: str, bits: int, delta_ppl: float) -> Path:
         frame[f"{kind}_kl_fp"] = np.where(np.isnan(r), np.nan, 0.2)
         frame[f"{kind}_kl_q"] = frame[f"{kind}_kl_fp"] * 1.5
         frame[f"{kind}_kl_ratio"] = frame[f"{kind}_kl_q"] / frame[f"{kind}_kl_fp"]
-    frame["watched"] = frame["feature"] == WATCHED
     fit = {"explained_variance": 0.9, "l0": 12.0, "ce_loss": 3.0, "ce_loss_spliced": 3.4}
     d = write_job(
         root,
         key,
         bits=bits,
         frame=frame,
+        config={"survival.watch": [WATCHED]},
         sae_fit={HOOK: {"fp": fit, "q": {**fit, "explained_variance": 0.7, "ce_loss": 3.2}}},
         fidelity={
             HOOK: {
@@ -104,9 +104,11 @@ def sweep(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def old_sweep(tmp_path: Path) -> Path:
+    """Two jobs written before contexts, fidelity columns and the sae_fit/fidelity blocks."""
     root = tmp_path / "old_sweep"
-    write_job(root, "c" * 16, bits=3)
-    write_job(root, "d" * 16, bits=4)
+    old = features_frame(R).drop(columns=list(FIDELITY_COLUMNS))
+    write_job(root, "c" * 16, bits=3, frame=old)
+    write_job(root, "d" * 16, bits=4, frame=old)
     return root
 
 
