@@ -99,9 +99,10 @@ def contexts_report(col: Collection, picked: pd.DataFrame) -> str:
             loaded[job] = load_contexts(directory) if directory else (None, "not read from files")
         jc, reason = loaded[job]
         config = row["configuration"] if isinstance(row["configuration"], str) else ""
+        where = " ".join(filter(None, [row["compression"], f"{row['bits']}b", config]))
         head = (
             f"{row['sae']} feature {row['feature']}: {row['class']}, r {number(row['r'])}, "
-            f"{row['compression']} {row['bits']}b {config} (job {row['key']})"
+            f"{where} (job {row['key']})"
         )
         body = (
             f"  no contexts: {reason}"

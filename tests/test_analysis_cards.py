@@ -13,7 +13,8 @@ from test_analysis import HOOK, R, features_frame, write_job
 from analysis.__main__ import main
 from analysis.cards import build_cards, card_html
 from analysis.collect import collect
-from analysis.figures import make_figures
+from analysis.figures import Context
+from analysis.figures_fidelity import steer_r_vs_dppl, steer_r_vs_r
 from analysis.report import page
 from analysis.tables_fit import fidelity, sae_fit
 from conftest import ROOT
@@ -194,8 +195,9 @@ def test_report_has_cards_fidelity_figures_and_fit_tables(sweep: Path) -> None:
 
 def test_fidelity_per_dppl_is_the_mean_per_job(sweep: Path, tmp_path: Path) -> None:
     col = collect([sweep])
-    written, _ = make_figures(col, tmp_path, n_boot=50)
-    assert {"steer_r_vs_r", "steer_r_vs_dppl"} <= {f.name for f in written}
+    ctx = Context(col, pd.DataFrame(), n_sweeps=1, thresholds=(0.9, 0.5))
+    for draw in (steer_r_vs_r, steer_r_vs_dppl):
+        assert draw(ctx, tmp_path).png.stat().st_size > 1000
     damaged = col.features[col.features["class"].isin(["blurred", "destroyed"])]
     assert damaged.groupby("key")["steer_r"].mean().tolist() == pytest.approx([0.75, 0.75])
     assert sae_fit(col)["fp_l0"].tolist() == [12.0, 12.0]
@@ -222,6 +224,8 @@ def test_cli_prints_contexts_with_the_token_marked(
     assert f"#0  fp   8.00  q      0 |  w0_0 w0_1 w0_2 w0_3 w0_4[[{SCRIPT}]] w0_6" in out
     assert "top by compressed activation, not in FP's top:" in out
     assert "#0  fp      0  q   3.00 |  w2_3" in out and "[[ w2_9]]" in out
+    assert main(["features", str(sweep), "--feature", "blocks.x:seven"]) == 2
+    assert "expected an index or HOOK:INDEX" in capsys.readouterr().err
     assert main(["features", str(old_sweep), "--worst", "1", "--contexts"]) == 0
     assert "no contexts: no contexts.parquet / tokens.parquet" in capsys.readouterr().out
 
