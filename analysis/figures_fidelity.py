@@ -64,17 +64,21 @@ def _vs_r(ctx: Context, out: Path, kind: str) -> Figure:
     )
 
 
-def _vs_dppl(ctx: Context, out: Path, kind: str) -> Figure:
-    """One point per job and group (surviving / damaged features): mean fidelity vs ΔPPL."""
+def job_means(ctx: Context, kind: str) -> pd.DataFrame:
+    """Per job and group (survived / damaged): mean `<kind>_r` of the sampled features and
+    the job's ΔPPL."""
     sampled = _sampled(ctx, kind)
-    jobs = ctx.col.jobs.set_index(["sweep", "key"])
-    if jobs["delta_ppl"].isna().all():
-        raise SkipFigure("no job has a ΔPPL")
     sampled = sampled.assign(group=np.where(sampled["class"] == SURVIVED, "survived", "damaged"))
     means = sampled.groupby(["sweep", "key", "group"])[f"{kind}_r"].mean().reset_index()
-    means["delta_ppl"] = [
-        jobs.loc[(s, k), "delta_ppl"] for s, k in zip(means["sweep"], means["key"], strict=True)
-    ]
+    jobs = ctx.col.jobs[["sweep", "key", "delta_ppl"]]
+    return means.merge(jobs, on=["sweep", "key"], how="left")
+
+
+def _vs_dppl(ctx: Context, out: Path, kind: str) -> Figure:
+    """One point per job and group (surviving / damaged features): mean fidelity vs ΔPPL."""
+    if ctx.col.jobs["delta_ppl"].isna().all():
+        raise SkipFigure("no job has a ΔPPL")
+    means = job_means(ctx, kind)
     fig, ax = plt.subplots(figsize=(6.4, 4.4 + legend_rows(2)), layout="constrained")
     for group, color in (("survived", CLASS_COLORS[SURVIVED]), ("damaged", "#c92a2a")):
         part = means[means["group"] == group]

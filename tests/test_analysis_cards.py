@@ -14,7 +14,7 @@ from analysis.__main__ import main
 from analysis.cards import build_cards, card_html
 from analysis.collect import collect
 from analysis.figures import Context
-from analysis.figures_fidelity import steer_r_vs_dppl, steer_r_vs_r
+from analysis.figures_fidelity import job_means, steer_r_vs_dppl, steer_r_vs_r
 from analysis.report import page
 from analysis.tables_fit import fidelity, sae_fit
 from conftest import ROOT
@@ -198,8 +198,11 @@ def test_fidelity_per_dppl_is_the_mean_per_job(sweep: Path, tmp_path: Path) -> N
     ctx = Context(col, pd.DataFrame(), n_sweeps=1, thresholds=(0.9, 0.5))
     for draw in (steer_r_vs_r, steer_r_vs_dppl):
         assert draw(ctx, tmp_path).png.stat().st_size > 1000
-    damaged = col.features[col.features["class"].isin(["blurred", "destroyed"])]
-    assert damaged.groupby("key")["steer_r"].mean().tolist() == pytest.approx([0.75, 0.75])
+    means = job_means(ctx, "steer").set_index(["key", "group"])
+    # steer_r = 1 − (1 − r)/2: damaged r 0.8, 0.6, 0.1; survived r 0.99, 0.95, 0.93, 0.92, 0.91
+    assert means.loc[("a" * 16, "damaged"), "steer_r"] == pytest.approx((0.9 + 0.8 + 0.55) / 3)
+    assert means.loc[("b" * 16, "survived"), "steer_r"] == pytest.approx(0.97)
+    assert means["delta_ppl"].tolist() == [8.0, 8.0, 0.5, 0.5]
     assert sae_fit(col)["fp_l0"].tolist() == [12.0, 12.0]
     assert fidelity(col)["mean_steer_r_damaged"].tolist() == [0.6, 0.6]
 
