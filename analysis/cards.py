@@ -92,14 +92,12 @@ def select(features: pd.DataFrame, n: int, named: list[tuple[str | None, int]]) 
     return rows.assign(why=[", ".join(why[k]) for k in rows.index]).reset_index(drop=True)
 
 
-def scatter_png(windows: list[Window], rows: pd.DataFrame, scale: float) -> bytes | None:
+def scatter_png(rows: pd.DataFrame, scale: float) -> bytes | None:
     """A small PNG: FP vs compressed activation at every recorded position of the feature."""
     if rows.empty:
         return None
-    pairs = rows.drop_duplicates(["seq", "pos"])
-    both = set(map(tuple, rows[rows["ranked_by"] == "fp"][["seq", "pos"]].values)) & set(
-        map(tuple, rows[rows["ranked_by"] == "q"][["seq", "pos"]].values)
-    )
+    pairs = rows.drop_duplicates(["seq", "pos"])  # a position in both tops is drawn once, as FP
+    n_both = len(rows) - len(pairs)
     fig, ax = plt.subplots(figsize=(2.6, 2.5), layout="constrained")
     ax.plot([0, scale], [0, scale], color="#adb5bd", lw=0.8, zorder=1)
     for name, rgb, mask in (
@@ -109,7 +107,6 @@ def scatter_png(windows: list[Window], rows: pd.DataFrame, scale: float) -> byte
         part = pairs[mask]
         color = tuple(int(c) / 255 for c in rgb.split(","))
         ax.scatter(part["fp_act"], part["q_act"], s=12, color=color, label=name, zorder=2)
-    n_both = len(both)
     ax.set_xlabel("FP activation", fontsize=7)
     ax.set_ylabel("compressed activation", fontsize=7)
     ax.set_title(f"{len(pairs)} recorded positions ({n_both} in both tops)", fontsize=7)
@@ -144,14 +141,14 @@ def job_cards(
         stats = {k: row[k] for k in STATS if k in row and not pd.isna(row[k])}
         cards.append(
             Card(
-                anchor=_anchor(job_key[:10], sae, f),
+                anchor=_anchor(sweep, job_key, sae, f),
                 title=f"{sae} · feature {f}",
                 job=name,
                 why=row["why"].split(", "),
                 stats=stats,
                 windows=windows,
                 scale=scale,
-                scatter=scatter_png(windows, rows, scale),
+                scatter=scatter_png(rows, scale),
             )
         )
     return cards
@@ -224,9 +221,13 @@ def card_html(c: Card) -> str:
     )
 
 
+def _md_cell(text: str) -> str:
+    """Token text for a Markdown table cell: HTML-escaped, pipes escaped."""
+    return html.escape(text).replace("|", "\\|")
+
+
 def card_md(c: Card, png: str | None) -> str:
     """One card as Markdown: statistics, scatter link and contexts with the token [[marked]]."""
-    esc = lambda s: html.escape(s).replace("|", "\\|")  # noqa: E731
     stats = "; ".join(f"{STATS[k]} {cell(v)}" for k, v in c.stats.items())
     lines = [f"### {c.title}\n", f"{c.job} · {', '.join(c.why)}. {stats}.\n"]
     if png:
@@ -239,7 +240,7 @@ def card_md(c: Card, png: str | None) -> str:
             )
             who = "FP" if w.ranked_by == "fp" else "compressed"
             lines.append(
-                f"| {who} #{w.rank} | {number(w.fp_act)} | {number(w.q_act)} | {esc(text)} |"
+                f"| {who} #{w.rank} | {number(w.fp_act)} | {number(w.q_act)} | {_md_cell(text)} |"
             )
     return "\n".join(lines) + "\n"
 

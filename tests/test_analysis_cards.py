@@ -116,7 +116,7 @@ def old_sweep(tmp_path: Path) -> Path:
 def test_cards_are_the_most_damaged_the_watched_and_the_named(sweep: Path) -> None:
     cards, notes = build_cards(collect([sweep]), n=2, named=[(None, 1), (HOOK, 9)])
     assert notes == []
-    per_job = [c for c in cards if c.anchor.startswith("card-aaaaaaaaaa")]
+    per_job = [c for c in cards if c.anchor.startswith("card-cards_sweep-" + "a" * 16)]
     why = {int(c.title.rsplit(" ", 1)[1]): c.why for c in per_job}
     assert why == {
         7: ["most damaged #1"],
