@@ -45,7 +45,10 @@ def test_shipped_config_composes_and_validates() -> None:
             "unknown model 'gpt5'; choose one of: gemma-2-2b, hf, pythia-70m, tiny",
         ),
         ("sae.name=nope", "unknown sae 'nope'"),
-        ("compression.name=zip", "unknown compression 'zip'; choose one of: hqq, magnitude, "),
+        (
+            "compression.name=zip",
+            "unknown compression 'zip'; choose one of: awq, fp4, fp8, gptq, hqq, ",
+        ),
         ("compression.granularity=group", "positive compression.group_size"),
         ("survival.blurred=0.95", "survival.blurred < survival.survived"),
         ("data.n_sequences=1 data.seq_len=2", "token set too small: 1 measured tokens"),

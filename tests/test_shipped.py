@@ -100,6 +100,12 @@ def test_missing_library_names_the_pip_line(name: str, monkeypatch) -> None:
         check_method(method_cfg(name).compression, bits)
 
 
+def test_only_an_in_place_pruner_is_matched() -> None:
+    cfg = method_cfg("wanda", "compression.match=gptq").compression
+    with pytest.raises(QfeatError, match=r"needs an in-place pruner .*magnitude.*; got wanda"):
+        check_method(cfg, 4)
+
+
 def test_cli_refuses_nf4_at_3_bits_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "launch.py", "compression=nf4", "bits=3", f"out_root={tmp_path}"],

@@ -214,7 +214,7 @@ def test_disk_full_is_one_line_and_leaves_nothing_complete(small_cfg, monkeypatc
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
-    with pytest.raises(QfeatError, match=r"cannot write .*features\.parquet.*No space left"):
+    with pytest.raises(QfeatError, match=r"cannot write .*\.parquet.*No space left"):
         run(small_cfg)
     out = job_dir(small_cfg, job_key(small_cfg))
     assert not (out / SUMMARY_FILE).exists()

@@ -70,5 +70,11 @@ def hqq_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> N
 
 
 COMPRESSORS.register("hqq")(
-    Method(weight_method(hqq_layers), bits=HQQ_BITS, requires=(("hqq", PIP),), check=check_hqq)
+    Method(
+        weight_method(hqq_layers),
+        bits=HQQ_BITS,
+        requires=(("hqq", PIP),),
+        check=check_hqq,
+        weights_only=True,
+    )
 )

@@ -151,6 +151,8 @@ def magnitude_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float
     prune_([layer.weight for _, layer in layers], sparsity, cfg.scope)
 
 
-MAGNITUDE = Method(weight_method(magnitude_layers), prunes=True, check=check_scope)
+MAGNITUDE = Method(
+    weight_method(magnitude_layers), prunes=True, check=check_scope, weights_only=True
+)
 COMPRESSORS.register("magnitude")(MAGNITUDE)
 COMPRESSORS.register("magnitude_matched")(MAGNITUDE)

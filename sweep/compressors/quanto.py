@@ -53,5 +53,6 @@ COMPRESSORS.register("quanto")(
         bits=QUANTO_BITS,
         requires=(("optimum.quanto", PIP),),
         check=check_quanto,
+        weights_only=True,
     )
 )

@@ -33,6 +33,8 @@ class Method:
     requires: (importable module, pip requirement) of each library it needs.
     calibrated: it needs the calibration token slice (disjoint from the measured tokens).
     prunes: it reads `sparsity`, so it can be the pruned side of magnitude_matched.
+    weights_only: it only rewrites the target nn.Linear weights in place (fake quantization or
+    masking), so the model keeps its modules and FP weights can be restored from a snapshot.
     """
 
     apply: Apply
@@ -41,6 +43,7 @@ class Method:
     calibrated: bool = False
     prunes: bool = False
     check: Check | None = None
+    weights_only: bool = False
 
 
 COMPRESSORS: Registry[Method] = Registry("compression")
@@ -62,6 +65,11 @@ def library(method: str, module: str) -> ModuleType:
         raise QfeatError(f"compression={method} needs `pip install {pip}` ({err})") from err
 
 
+def _in_place_pruner(spec: Method) -> bool:
+    """Whether a method can be the pruned side of a matched search (restored between steps)."""
+    return spec.prunes and spec.weights_only
+
+
 def check_method(cfg: DictConfig, bits: int, method: str | None = None) -> Method:
     """The method of `cfg` after checking its libraries, bit-width and settings (no model yet)."""
     name = method or cfg.name
@@ -76,6 +84,12 @@ def check_method(cfg: DictConfig, bits: int, method: str | None = None) -> Metho
         )
     if spec.check is not None:
         spec.check(cfg, bits)
+    if method is None and cfg.get("match") and not _in_place_pruner(spec):
+        pruners = [n for n in COMPRESSORS.names() if _in_place_pruner(COMPRESSORS.get(n))]
+        raise QfeatError(
+            f"compression.match needs an in-place pruner as compression.name ({pruners}); "
+            f"got {name}"
+        )
     return spec
 
 

@@ -91,5 +91,5 @@ def no_compression(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) 
     """Identity: the control that every feature survives exactly."""
 
 
-COMPRESSORS.register("rtn")(Method(weight_method(rtn_layers)))
-COMPRESSORS.register("none")(Method(weight_method(no_compression)))
+COMPRESSORS.register("rtn")(Method(weight_method(rtn_layers), weights_only=True))
+COMPRESSORS.register("none")(Method(weight_method(no_compression), weights_only=True))

@@ -1,0 +1,1 @@
+"""qfeat's Hydra launchers: submitit's local and SLURM launchers with a live status and outcomes."""
