@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from analysis.collect import AnalysisError, collect
+from analysis.contexts import parse_named
 
 PROG = "qfeat-analysis"
 log = logging.getLogger("qfeat.analysis")
@@ -27,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, help="output folder (default: <first sweep>/report)")
     rep.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for CIs")
     rep.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    rep.add_argument(
+        "--cards", type=int, default=8, help="feature cards of the most damaged per job (8)"
+    )
     feat = sub.add_parser("features", help="the most damaged features of a cell")
     feat.add_argument("sweeps", nargs="+", type=Path)
     feat.add_argument("--model")
@@ -35,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     feat.add_argument("--sae", help="SAE hook name, e.g. blocks.2.hook_resid_post")
     feat.add_argument("--worst", type=int, default=20, help="features per job (default 20)")
     feat.add_argument(
+        "--contexts", action="store_true", help="also print each feature's top contexts"
+    )
+    feat.add_argument(
         "--csv",
         nargs="?",
         const="-",
@@ -42,6 +49,13 @@ def parser() -> argparse.ArgumentParser:
         help="write CSV to PATH (stdout when no PATH) instead of a table",
     )
     for sp in (rep, feat):
+        sp.add_argument(
+            "--feature",
+            action="append",
+            default=[],
+            metavar="[HOOK:]INDEX",
+            help="a feature to show (repeatable); INDEX alone means that index in every SAE",
+        )
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
 
@@ -54,17 +68,20 @@ def _report(args: argparse.Namespace) -> int:
     if col.jobs.empty:
         raise AnalysisError(f"all {len(col.skipped)} jobs were skipped; see the warnings above")
     out = args.out or args.sweeps[0] / "report"
-    page = write_report(col, out, args.n_boot, args.seed)
+    named = parse_named(args.feature)
+    page = write_report(col, out, args.n_boot, args.seed, args.cards, named)
     log.info("done in %.1fs: open %s", time.perf_counter() - start, page)
     print(page)
     return 0
 
 
 def _features(args: argparse.Namespace) -> int:
-    from analysis.features import format_table, worst_features
+    from analysis.features import contexts_report, format_table, pick, worst_features
 
     col = collect(args.sweeps)
-    frame = worst_features(col, args.model, args.bits, args.compression, args.sae, args.worst)
+    chosen = (args.model, args.bits, args.compression, args.sae, args.worst)
+    named = parse_named(args.feature)
+    frame = worst_features(col, *chosen, named)
     if args.csv == "-":
         frame.to_csv(sys.stdout, index=False)
     elif args.csv:
@@ -72,6 +89,8 @@ def _features(args: argparse.Namespace) -> int:
         log.info("wrote %d rows to %s", len(frame), args.csv)
     else:
         print(format_table(frame))
+    if args.contexts:
+        print("\n" + contexts_report(col, pick(col, *chosen, named)))
     return 0
 
 

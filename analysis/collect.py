@@ -13,13 +13,15 @@ import pandas as pd
 
 from analysis.configs import Dimensions, attach, dimensions
 from analysis.jobfiles import JobRecord, check_features, check_summary, one_line, read_job
-from sweep.constants import CLASSES, FEATURE_COLUMNS, JOBS_DIR
+from sweep.constants import CLASSES, FEATURE_COLUMNS, FIDELITY_COLUMNS, JOBS_DIR
 
 log = logging.getLogger("qfeat.analysis")
 
 # Columns that identify a job in every frame.
 JOB_COLUMNS = ["sweep", "key", "model", "compression", "bits", "sparsity"]
 _LAYER = re.compile(r"blocks\.(\d+)\.")
+# Per-feature columns newer jobs add (steering/ablation fidelity): NaN for jobs written before.
+OPTIONAL_FEATURE_COLUMNS = FIDELITY_COLUMNS
 
 
 class AnalysisError(Exception):
@@ -36,6 +38,7 @@ class Collection:
     skipped: pd.DataFrame
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    dirs: dict[str, Path] = field(default_factory=dict)  # "sweep/key" -> job directory
     dims: Dimensions = field(default_factory=lambda: dimensions({}))
 
 
@@ -121,10 +124,17 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def watchlist(summary: dict[str, Any]) -> list[int]:
+    """The job's `survival.watch` feature ids (in every SAE), [] if none or not recorded."""
+    watch = ((summary.get("config") or {}).get("survival") or {}).get("watch") or []
+    return [int(f) for f in watch] if isinstance(watch, list) else []
+
+
 def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """A valid record's job row, per-SAE rows and tagged features frame."""
     s = rec.summary
-    frame = rec.features[list(FEATURE_COLUMNS)].copy()
+    present = [c for c in FEATURE_COLUMNS if c not in FIDELITY_COLUMNS or c in rec.features]
+    frame = rec.features[present].copy()
     frame = frame.assign(
         sweep=rec.sweep,
         key=s["key"],
@@ -132,6 +142,7 @@ def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.Data
         compression=s["compression"],
         bits=int(s["bits"]),
         sparsity=s["metrics"].get("sparsity"),
+        watched=rec.features["feature"].isin(watchlist(s)),
     )
     return _job_row(rec), _per_sae_rows(rec), frame.astype({"sae": "string", "class": "string"})
 
@@ -161,10 +172,12 @@ def build(
     features = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(features):
         features["layer"] = features["sae"].map(lambda h: layer_of(str(h)))
+        features = features.reindex(columns=[*features.columns, *_absent(features)])
     sort = ["sweep", "model", "compression", "bits"]
     if len(jobs):
         jobs = jobs.sort_values([*sort, "extras"], kind="stable", ignore_index=True)
         per_sae = per_sae.sort_values([*sort, "extras", "sae"], kind="stable", ignore_index=True)
+    dirs = {f"{r.sweep}/{r.summary['key']}": Path(r.source) for r in good}
     return Collection(
         jobs=jobs,
         per_sae=per_sae,
@@ -173,7 +186,13 @@ def build(
         summaries=summaries,
         sources=sources,
         dims=dims,
+        dirs={k: d for k, d in dirs.items() if d.is_dir()},
     )
+
+
+def _absent(features: pd.DataFrame) -> list[str]:
+    """Optional feature columns no collected job wrote (added as NaN so every frame has them)."""
+    return [c for c in OPTIONAL_FEATURE_COLUMNS if c not in features.columns]
 
 
 def collect(sweep_dirs: list[Path | str]) -> Collection:

@@ -115,6 +115,12 @@ def bits_axis(ax: plt.Axes, bits: pd.Series) -> None:
 def registry() -> list[Callable[[Context, Path], Figure]]:
     """Every figure function, in report order."""
     from analysis.figures_compare import damage_scatter, overlap_vs_bits
+    from analysis.figures_fidelity import (
+        ablate_r_vs_dppl,
+        ablate_r_vs_r,
+        steer_r_vs_dppl,
+        steer_r_vs_r,
+    )
     from analysis.figures_ppl import dppl_vs_degraded
     from analysis.figures_predict import marginal_auc_bars, prediction_roc
     from analysis.figures_survival import (
@@ -134,6 +140,10 @@ def registry() -> list[Callable[[Context, Path], Figure]]:
         marginal_auc_bars,
         damage_scatter,
         overlap_vs_bits,
+        steer_r_vs_r,
+        steer_r_vs_dppl,
+        ablate_r_vs_r,
+        ablate_r_vs_dppl,
     ]
 
 

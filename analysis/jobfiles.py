@@ -10,7 +10,13 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.constants import FAILURE_FILE, FEATURE_COLUMNS, FEATURES_FILE, SUMMARY_FILE
+from sweep.constants import (
+    FAILURE_FILE,
+    FEATURE_COLUMNS,
+    FEATURES_FILE,
+    FIDELITY_COLUMNS,
+    SUMMARY_FILE,
+)
 
 REQUIRED_SUMMARY = {
     "key": str,
@@ -63,14 +69,15 @@ def _dtype_ok(series: pd.Series, expected: str) -> bool:
 
 
 def check_features(frame: pd.DataFrame) -> str | None:
-    """Why a features frame breaks the FEATURE_COLUMNS contract, or None when it is valid."""
-    missing = [c for c in FEATURE_COLUMNS if c not in frame.columns]
+    """Why a features frame breaks the FEATURE_COLUMNS contract, or None when it is valid.
+    The fidelity columns are optional: jobs written before them are still read."""
+    missing = [c for c in FEATURE_COLUMNS if c not in frame.columns and c not in FIDELITY_COLUMNS]
     if missing:
         return f"{FEATURES_FILE} lacks columns {missing}"
     bad = [
         f"{c} is {frame[c].dtype}, expected {t}"
         for c, (t, _) in FEATURE_COLUMNS.items()
-        if not _dtype_ok(frame[c], t)
+        if c in frame.columns and not _dtype_ok(frame[c], t)
     ]
     if bad:
         return f"{FEATURES_FILE} has wrong dtypes: {'; '.join(bad)}"

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.cards import CSS as CARD_CSS
+from analysis.cards import build_cards, cards_section
 from analysis.collect import Collection
 from analysis.configs import flat_config
 from analysis.figures import Figure, make_figures
@@ -24,6 +26,7 @@ from analysis.tables import (
     to_markdown,
     write_tables,
 )
+from analysis.tables_fit import FIT_NAMES, FIT_TITLES
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -98,12 +101,29 @@ def versions(col: Collection) -> pd.DataFrame:
     )
 
 
+def page(title: str, body: str) -> str:
+    """A self-contained HTML document with the report's style."""
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
+        f"{html.escape(title)}</title><style>{CSS}{CARD_CSS}</style></head><body>{body}"
+        "</body></html>\n"
+    )
+
+
 def _sections(
-    col: Collection, figures: list[Figure], skipped: list[tuple[str, str]], tables: list[Table]
+    col: Collection,
+    figures: list[Figure],
+    skipped: list[tuple[str, str]],
+    tables: list[Table],
+    skipped_tables: list[tuple[str, str]],
 ) -> list[tuple[str, str, str]]:
     """(title, html body, markdown body) of each report section."""
-    names = {"headline": headline_names(col), "matched": MATCHED}
-    titles = {"headline": "Headline numbers", "matched": "Quantization vs matched pruning"}
+    names = {"headline": headline_names(col), "matched": MATCHED, **FIT_NAMES}
+    titles = {
+        "headline": "Headline numbers",
+        "matched": "Quantization vs matched pruning",
+        **FIT_TITLES,
+    }
     out = []
     figs_html, figs_md = [], []
     for f in figures:
@@ -129,6 +149,11 @@ def _sections(
                 f"{t.caption} (`tables/{t.csv.name}`)\n\n" + t.md.read_text(),
             )
         )
+    for name, why in skipped_tables:
+        figs_html.append(
+            f'<p class="note">Table <code>{name}</code> skipped: {html.escape(why)}</p>'
+        )
+        figs_md.append(f"> Table `{name}` skipped: {why}\n")
     out.append(("Figures", "\n".join(figs_html), "\n".join(figs_md)))
     if len(col.skipped):
         out.append(("Skipped jobs", html_table(col.skipped, keys=3), to_markdown(col.skipped)))
@@ -139,12 +164,25 @@ def _sections(
     return out
 
 
-def write_report(col: Collection, out: Path, n_boot: int = 2000, seed: int = 0) -> Path:
-    """Figures, tables, report.html and report.md under out/; returns the HTML path."""
+def write_report(
+    col: Collection,
+    out: Path,
+    n_boot: int = 2000,
+    seed: int = 0,
+    cards: int = 8,
+    named: list[tuple[str | None, int]] | None = None,
+) -> Path:
+    """Figures, tables, feature cards, report.html and report.md under out/ (and the cards
+    alone in cards.html); returns the report's HTML path. `cards`: most damaged per job."""
     out.mkdir(parents=True, exist_ok=True)
     figures, skipped = make_figures(col, out / "figures", n_boot, seed)
-    tables = write_tables(col, out / "tables", n_boot, seed)
-    sections = _sections(col, figures, skipped, tables)
+    tables, skipped_tables = write_tables(col, out / "tables", n_boot, seed)
+    sections = _sections(col, figures, skipped, tables, skipped_tables)
+    built, notes = build_cards(col, cards, named)
+    if built or notes:
+        card_html, card_md = cards_section(built, notes, out)
+        sections.insert(-3 if len(col.skipped) else -2, ("Feature cards", card_html, card_md))
+        (out / "cards.html").write_text(page("qfeat feature cards", card_html), encoding="utf-8")
     n_jobs, n_skip = len(col.jobs), len(col.skipped)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sweeps = ", ".join(col.sources)
@@ -158,15 +196,13 @@ def write_report(col: Collection, out: Path, n_boot: int = 2000, seed: int = 0) 
     body = "".join(
         f'<h2 id="s{i}">{html.escape(t)}</h2>{h}' for i, (t, h, _) in enumerate(sections)
     )
-    doc = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>qfeat report: '
-        f"{html.escape(sweeps)}</title><style>{CSS}</style></head><body>"
-        f"<h1>qfeat report</h1><p>{intro}</p><ul>{toc}</ul>{body}</body></html>\n"
+    doc = page(
+        f"qfeat report: {sweeps}", f"<h1>qfeat report</h1><p>{intro}</p><ul>{toc}</ul>{body}"
     )
-    page = out / "report.html"
-    page.write_text(doc, encoding="utf-8")
+    html_path = out / "report.html"
+    html_path.write_text(doc, encoding="utf-8")
     md = [f"# qfeat report\n\n{intro.replace('<code>', '`').replace('</code>', '`')}\n"]
     md += [f"## {t}\n\n{m}" for t, _, m in sections]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
-    log.info("report: %s (%d figures, %d tables)", page, len(figures), len(tables))
-    return page
+    log.info("report: %s (%d figures, %d tables)", html_path, len(figures), len(tables))
+    return html_path

@@ -12,6 +12,8 @@ from analysis.collect import Collection
 from analysis.formatting import cell, config_value, number, percent
 from analysis.overlap import overlap_table
 from analysis.summarize import CELL, survival_summary
+from analysis.tables_fit import FIT_CAPTIONS, FIT_NAMES, NUMERIC, fidelity, sae_fit
+from sweep.constants import SUMMARY_FILE
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -124,7 +126,8 @@ def matched(col: Collection) -> pd.DataFrame:
 
 def key_columns(frame: pd.DataFrame) -> int:
     """How many leading columns identify a row (the rest are measured numbers)."""
-    numbers = [i for i, c in enumerate(frame.columns) if c in NUMBERS or c == "matched_sparsity"]
+    numeric = {*NUMBERS, *NUMERIC, "matched_sparsity"}
+    numbers = [i for i, c in enumerate(frame.columns) if c in numeric]
     return numbers[0] if numbers else len(frame.columns)
 
 
@@ -140,8 +143,11 @@ def to_markdown(frame: pd.DataFrame, names: dict[str, str] | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
-def write_tables(col: Collection, out: Path, n_boot: int = 2000, seed: int = 0) -> list[Table]:
-    """Write headline and matched tables as CSV and Markdown under out/."""
+def write_tables(
+    col: Collection, out: Path, n_boot: int = 2000, seed: int = 0
+) -> tuple[list[Table], list[tuple[str, str]]]:
+    """Write headline, matched, SAE-fit and fidelity tables as CSV and Markdown under out/;
+    returns the tables written and (name, reason) of the newer ones skipped for lack of data."""
     out.mkdir(parents=True, exist_ok=True)
     specs = [
         (
@@ -158,14 +164,22 @@ def write_tables(col: Collection, out: Path, n_boot: int = 2000, seed: int = 0) 
             MATCHED,
         ),
     ]
-    tables = []
+    specs += [
+        (n, FIT_CAPTIONS[n], f(col), FIT_NAMES[n])
+        for n, f in (("sae_fit", sae_fit), ("fidelity", fidelity))
+    ]
+    tables, skipped = [], []
     for name, caption, frame, names in specs:
         if frame.empty:
             log.info("table %s skipped: no rows", name)
+            if name in FIT_NAMES:
+                skipped.append(
+                    (name, f"no job's {SUMMARY_FILE} has a {name} block (older jobs, or off)")
+                )
             continue
         csv, md = out / f"{name}.csv", out / f"{name}.md"
         frame.to_csv(csv, index=False)
         md.write_text(to_markdown(frame, names))
         tables.append(Table(name, caption, frame, csv, md))
         log.info("table %s written (%d rows)", name, len(frame))
-    return tables
+    return tables, skipped

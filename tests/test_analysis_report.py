@@ -24,6 +24,7 @@ SHRINK = [
     "survival.min_active_tokens=3",
     "compression.calibration_sequences=4",
     "compression.max_steps=8",
+    "fidelity.max_features=4",  # enough for the fidelity figures; the default 16 costs minutes
     "runtime.device=cpu",
     "runtime.progress=false",
     "wandb.mode=disabled",
@@ -72,7 +73,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 class Images(HTMLParser):
-    """Collects <img> sources and figure ids while parsing."""
+    """Collects figure <img> sources (not feature-card scatters) and figure ids while parsing."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,7 +82,7 @@ class Images(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "img":
+        if tag == "img" and a.get("class") != "scatter":
             self.srcs.append(a.get("src") or "")
         if tag == "figure":
             self.ids.append(a.get("id") or "")
@@ -94,6 +95,7 @@ def test_every_figure_has_expected_pixel_size(real_sweep: Path, tmp_path: Path) 
     names = {f.name for f in figures} | {n for n, _ in skipped}
     assert {"survival_vs_bits", "class_stacks", "r_ecdf", "dppl_vs_degraded"} <= names
     assert {"damage_scatter", "overlap_vs_bits"} & {f.name for f in figures}
+    assert {"steer_r_vs_r", "steer_r_vs_dppl", "ablate_r_vs_r"} <= {f.name for f in figures}
     for f in figures:
         assert f.png.stat().st_size > 1000 and f.svg.stat().st_size > 1000
         assert png_size(f.png) == f.size_px
@@ -130,8 +132,11 @@ def test_report_html_parses_and_embeds_every_figure(report: Path) -> None:
     assert all(s.startswith("data:image/png;base64,") for s in parser.srcs)
     md = (report / "report.md").read_text()
     assert all(f"figures/{p}.png" in md for p in pngs)
-    for name in ("headline", "matched"):
+    for name in ("headline", "matched", "sae_fit", "fidelity"):
         assert (report / "tables" / f"{name}.csv").stat().st_size > 0
+    cards = (report / "cards.html").read_text()
+    assert cards.count('class="card"') == 5 * 8  # 8 most damaged per job, real contexts
+    assert cards.count('class="scatter"') == 5 * 8 and 'class="tk c"' in cards
 
 
 @pytest.mark.skipif(
