@@ -80,7 +80,7 @@ class EvalConfig:
 class FidelityConfig:
     """Steering and ablation fidelity on a bounded sample of each SAE's active features."""
 
-    max_features: int = 16  # damaged features first, then random survivors; 0 turns it off
+    max_features: int = 8  # damaged features first, then random survivors; 0 turns it off
     n_sequences: int = 4  # the first measured sequences (at most all) carry the interventions
     alpha: float = 4.0  # steering strength, in units of each feature's FP peak activation
 

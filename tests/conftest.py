@@ -25,6 +25,7 @@ SMALL = [
     "runtime.progress=false",
     "survival.min_active_tokens=3",
     "wandb.mode=disabled",
+    "fidelity.max_features=2",
 ]
 
 
