@@ -29,24 +29,28 @@ def reconstruct(sae: SAE, residual: torch.Tensor, centre: bool) -> torch.Tensor:
 def sae_fit(
     lm: HookedLM, saes: dict[str, SAE], tokens: torch.Tensor, first: int, batch_size: int
 ) -> dict[str, dict[str, float]]:
-    """Per hook: explained_variance, l0, ce_loss and ce_loss_spliced over `tokens`."""
-    out = {}
-    for hook, sae in saes.items():
-        n, sse, sum_x, sum_sq, l0, nll, nll_spliced, count = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
-        for batch in batches(tokens, batch_size):
-            batch = batch.to(lm.device)
-            acts, logits = lm.run(batch, [hook])
+    """Per hook: explained_variance, l0, ce_loss and ce_loss_spliced over `tokens`.
+
+    One plain forward per batch feeds every SAE; each SAE then needs its own spliced forward.
+    """
+    sums = {hook: dict.fromkeys(("n", "sse", "sq", "l0", "spliced"), 0.0) for hook in saes}
+    sum_x = {hook: 0.0 for hook in saes}
+    nll, count = 0.0, 0
+    for batch in batches(tokens, batch_size):
+        batch = batch.to(lm.device)
+        acts, logits = lm.run(batch, list(saes))
+        token_nll = next_token_nll(logits, batch)[:, first:]
+        nll += float(token_nll.double().sum())
+        count += token_nll.numel()
+        for hook, sae in saes.items():
             x = _flat(acts[hook], first)
             codes = sae.encode(x.to(sae.W_enc.dtype))
-            recon = sae.decode(codes).double()
-            n += x.shape[0]
-            sse += float((x - recon).square().sum())
-            sum_x = sum_x + x.sum(0)
-            sum_sq += float(x.square().sum())
-            l0 += float((codes > 0).sum())
-            token_nll = next_token_nll(logits, batch)[:, first:]
-            nll += float(token_nll.double().sum())
-            count += token_nll.numel()
+            acc = sums[hook]
+            acc["n"] += x.shape[0]
+            acc["sse"] += float((x - sae.decode(codes).double()).square().sum())
+            acc["sq"] += float(x.square().sum())
+            acc["l0"] += float((codes > 0).sum())
+            sum_x[hook] = sum_x[hook] + x.sum(0)
 
             def splice(h: torch.Tensor, sae=sae) -> torch.Tensor:
                 spliced = reconstruct(sae, h, lm.centre)
@@ -54,12 +58,14 @@ def sae_fit(
 
             with edited_residual(lm, hook, splice):
                 spliced_nll = next_token_nll(lm(batch), batch)[:, first:]
-            nll_spliced += float(spliced_nll.double().sum())
-        total = sum_sq - float(torch.as_tensor(sum_x).square().sum()) / n
+            acc["spliced"] += float(spliced_nll.double().sum())
+    out = {}
+    for hook, acc in sums.items():
+        total = acc["sq"] - float(sum_x[hook].square().sum()) / acc["n"]
         out[hook] = {
-            "explained_variance": 1.0 - sse / total,
-            "l0": l0 / n,
+            "explained_variance": 1.0 - acc["sse"] / total,
+            "l0": acc["l0"] / acc["n"],
             "ce_loss": nll / count,
-            "ce_loss_spliced": nll_spliced / count,
+            "ce_loss_spliced": acc["spliced"] / count,
         }
     return out
