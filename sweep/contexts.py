@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sweep.sparse import Pairs
+
 
 @dataclass
 class TopRows:
@@ -31,17 +33,46 @@ class TopRows:
             rows=torch.full((d_sae, k), -1, dtype=torch.int64, device=device),
         )
 
-    def update(self, ranked: torch.Tensor, other: torch.Tensor, row_offset: int) -> None:
-        """Merge one batch: `ranked` and `other` are [rows, d_sae], rows numbered from
-        `row_offset` in the token set's seq-major order."""
+    def add(
+        self, rows: torch.Tensor, cols: torch.Tensor, ranked: torch.Tensor, other: torch.Tensor
+    ) -> None:
+        """Merge one batch's entries: per entry its token row (seq-major over the token set),
+        its feature, the ranked activation and the other side's. Only positive activations can
+        be a context; an entry is kept if it beats its feature's current k-th value, so after
+        the first batches few entries reach the per-feature selection."""
         k = self.values.shape[1]
-        values, index = ranked.float().T.topk(min(k, ranked.shape[0]), dim=1)
-        merged_values = torch.cat([self.values, values], dim=1)
-        merged_other = torch.cat([self.other, other.float().T.gather(1, index)], dim=1)
-        merged_rows = torch.cat([self.rows, index + row_offset], dim=1)
-        self.values, keep = merged_values.topk(k, dim=1)
-        self.other = merged_other.gather(1, keep)
-        self.rows = merged_rows.gather(1, keep)
+        ranked = ranked.float()
+        kth = self.values[:, -1].index_select(0, cols)  # each entry's feature's k-th value
+        keep = ((ranked > 0) & (ranked > kth)).nonzero().squeeze(1)
+        if keep.numel() == 0:
+            return
+        rows, cols, ranked, other = (t.index_select(0, keep) for t in (rows, cols, ranked, other))
+        # One sort by feature, then value descending: a positive float's bits order as its value.
+        key = (cols << 32) | (0x7FFFFFFF - ranked.view(torch.int32)).to(torch.int64)
+        order = key.argsort()
+        rows, cols, ranked, other = (t.index_select(0, order) for t in (rows, cols, ranked, other))
+        features, counts = torch.unique_consecutive(cols, return_counts=True)
+        segment = torch.repeat_interleave(torch.arange(len(features), device=cols.device), counts)
+        slot = torch.arange(len(cols), device=cols.device) - (counts.cumsum(0) - counts)[segment]
+        top = (slot < k).nonzero().squeeze(1)
+        segment, slot = segment.index_select(0, top), slot.index_select(0, top)
+
+        def candidates(values: torch.Tensor, fill) -> torch.Tensor:
+            out = torch.full((len(features), k), fill, dtype=values.dtype, device=values.device)
+            out[segment, slot] = values.index_select(0, top)
+            return out
+
+        merged_values = torch.cat(
+            [self.values.index_select(0, features), candidates(ranked, -torch.inf)], 1
+        )
+        merged_other = torch.cat(
+            [self.other.index_select(0, features), candidates(other.float(), 0.0)], 1
+        )
+        merged_rows = torch.cat([self.rows.index_select(0, features), candidates(rows, -1)], 1)
+        values, best = merged_values.topk(k, dim=1)
+        self.values.index_copy_(0, features, values)
+        self.other.index_copy_(0, features, merged_other.gather(1, best))
+        self.rows.index_copy_(0, features, merged_rows.gather(1, best))
 
 
 @dataclass
@@ -57,9 +88,15 @@ class Contexts:
         return cls(TopRows.empty(d_sae, k, device), TopRows.empty(d_sae, k, device))
 
     def update(self, fp: torch.Tensor, q: torch.Tensor, row_offset: int) -> None:
-        """Merge one batch of paired [rows, d_sae] codes."""
-        self.by_fp.update(fp, q, row_offset)
-        self.by_q.update(q, fp, row_offset)
+        """Merge one batch of paired dense [rows, d_sae] codes."""
+        self.add(Pairs.from_dense(fp, q), row_offset)
+
+    def add(self, pairs: Pairs, row_offset: int) -> None:
+        """Merge one batch given as its nonzero entries (sweep.sparse.Pairs), its rows
+        numbered from `row_offset` in the token set's seq-major order."""
+        rows = pairs.rows + row_offset
+        self.by_fp.add(rows, pairs.cols, pairs.x, pairs.y)
+        self.by_q.add(rows, pairs.cols, pairs.y, pairs.x)
 
     def frame(self, sae: str, rows_per_seq: int, first: int, features=None) -> pd.DataFrame:
         """Long table: one row per (feature, ranking, rank) where the ranked activation > 0.

@@ -11,7 +11,9 @@ from sweep.contexts import Contexts
 from sweep.errors import QfeatError
 from sweep.hooked import HookedLM
 from sweep.reference import Reference, SparseCodes
+from sweep.sparse import NonzeroFinder, Pairs
 from sweep.stats import PairStats
+from sweep.topk import row_topk
 
 
 @dataclass
@@ -38,8 +40,12 @@ class LossTotals:
 
 
 def next_token_logprobs(logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities of the next token at every predicting position, in float32."""
-    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    """Log-probabilities of the next token at every predicting position, in float32.
+
+    Taken over the whole (contiguous) logits and then sliced: the same values as over the
+    sliced logits, without first copying them.
+    """
+    return torch.log_softmax(logits.float(), dim=-1)[:, :-1]
 
 
 def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor, logprobs=None) -> torch.Tensor:
@@ -75,8 +81,9 @@ def batches(tokens: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
 
 
 def topk_logprobs(logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k next-token log-probabilities and ids from `next_token_logprobs`."""
-    values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
+    """Top-k next-token log-probabilities (sorted descending) and ids from
+    `next_token_logprobs`."""
+    values, ids = row_topk(logprobs, k)
     return values, ids.to(torch.int32)
 
 
@@ -121,6 +128,7 @@ def compute_reference(
     device = fp_model.device
     hooks = list(saes)
     codes: dict[str, list[SparseCodes]] = {hook: [] for hook in hooks}
+    finders = {hook: NonzeroFinder() for hook in hooks}
     nll, top, ids = [], [], []
     n_batches = (len(tokens) + batch_size - 1) // batch_size
     for i, batch in enumerate(_progress(batches(tokens, batch_size), n_batches, "FP", progress)):
@@ -129,7 +137,8 @@ def compute_reference(
         for hook in hooks:
             require_finite(acts[hook], hook, "full-precision", i)
         for hook, sae in saes.items():
-            codes[hook].append(SparseCodes.from_dense(encode_codes(sae, acts[hook], first)))
+            dense = encode_codes(sae, acts[hook], first)
+            codes[hook].append(SparseCodes.from_dense(dense, finders[hook]))
         logprobs = next_token_logprobs(logits)
         batch_nll = next_token_nll(logits, batch, logprobs)
         require_finite(batch_nll, "the next-token loss", "full-precision", i)
@@ -176,13 +185,18 @@ def measure(
     contexts_k: int = 0,
 ) -> Measurement:
     """Run every variant on the reference's tokens; stream paired statistics, loss, KL and,
-    when `contexts_k` > 0, each feature's top-k contexts by FP and by compressed activation."""
+    when `contexts_k` > 0, each feature's top-k contexts by FP and by compressed activation.
+
+    Compressed codes are made sparse once per batch and merged with the stored sparse FP codes
+    (sweep.sparse), so statistics and contexts cost O(nonzeros), never O(tokens × d_sae).
+    """
     hooks = list(saes)
     fp_loss = LossTotals()
     fp_loss.add(reference.nll)
     out = Measurement(fp_loss=fp_loss, variants={})
     rows_per_seq = tokens.shape[1] - first
     n_batches = (len(tokens) + batch_size - 1) // batch_size
+    finders = {hook: NonzeroFinder() for hook in hooks}
     for name, model in variants.items():
         device = model.device
         result = VariantMeasurement(
@@ -200,11 +214,14 @@ def measure(
             for hook in hooks:
                 require_finite(acts[hook], hook, f"compressed ({name})", i)
             for hook, sae in saes.items():
-                fp = reference.codes[hook].dense(lo * rows_per_seq, hi * rows_per_seq, device)
                 q = encode_codes(sae, acts[hook], first)
-                result.stats[hook].update(fp, q)
+                fp_flat, fp_values = reference.codes[hook].flat(
+                    lo * rows_per_seq, hi * rows_per_seq
+                )
+                pairs = Pairs.merge(fp_flat.to(device), fp_values.to(device), q, finders[hook])
+                result.stats[hook].add(pairs)
                 if contexts_k:
-                    result.contexts[hook].update(fp, q, lo * rows_per_seq)
+                    result.contexts[hook].add(pairs, lo * rows_per_seq)
             logprobs = next_token_logprobs(logits)
             batch_nll = next_token_nll(logits, batch, logprobs)
             require_finite(batch_nll, "the next-token loss", f"compressed ({name})", i)

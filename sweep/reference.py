@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from sweep.errors import QfeatError
 from sweep.record import write_json_atomic
+from sweep.sparse import NonzeroFinder
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,13 @@ class SparseCodes:
     d_sae: int
 
     @classmethod
-    def from_dense(cls, codes: torch.Tensor) -> "SparseCodes":
+    def from_dense(cls, codes: torch.Tensor, finder: NonzeroFinder | None = None) -> "SparseCodes":
         """Compress one dense [rows, d_sae] batch, keeping every nonzero exactly."""
-        rows, cols = codes.nonzero(as_tuple=True)
-        counts = torch.bincount(rows.cpu(), minlength=codes.shape[0])
-        row_ptr = torch.zeros(codes.shape[0] + 1, dtype=torch.int64)
-        torch.cumsum(counts, 0, out=row_ptr[1:])
-        return cls(codes[rows, cols].cpu(), cols.to(torch.int32).cpu(), row_ptr, codes.shape[1])
+        flat = (finder or NonzeroFinder())(codes)
+        n_rows, d_sae = codes.shape
+        row_ptr = torch.searchsorted(flat, torch.arange(n_rows + 1, device=flat.device) * d_sae)
+        features = (flat % d_sae).to(torch.int32)
+        return cls(codes.reshape(-1)[flat].cpu(), features.cpu(), row_ptr.cpu(), d_sae)
 
     @classmethod
     def concat(cls, parts: list["SparseCodes"]) -> "SparseCodes":
@@ -56,14 +57,19 @@ class SparseCodes:
         features = torch.cat([p.features for p in parts])
         return cls(values, features, row_ptr, parts[0].d_sae)
 
-    def dense(self, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Rows start..stop as a dense [stop − start, d_sae] tensor."""
+    def flat(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows start..stop as (flat indices into a dense [stop − start, d_sae] batch, values)."""
         lo, hi = int(self.row_ptr[start]), int(self.row_ptr[stop])
         counts = self.row_ptr[start + 1 : stop + 1] - self.row_ptr[start:stop]
         rows = torch.repeat_interleave(torch.arange(stop - start), counts)
-        out = torch.zeros(stop - start, self.d_sae, dtype=self.values.dtype)
-        out[rows, self.features[lo:hi].long()] = self.values[lo:hi]
-        return out.to(device)
+        return rows * self.d_sae + self.features[lo:hi], self.values[lo:hi]
+
+    def dense(self, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Rows start..stop as a dense [stop − start, d_sae] tensor."""
+        flat, values = self.flat(start, stop)
+        out = torch.zeros((stop - start) * self.d_sae, dtype=self.values.dtype)
+        out[flat] = values
+        return out.reshape(stop - start, self.d_sae).to(device)
 
 
 @dataclass

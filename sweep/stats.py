@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from sweep.sparse import Pairs
+
 
 @dataclass
 class PairStats:
@@ -48,22 +50,24 @@ class PairStats:
         )
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Merge a batch of FP codes `x` and compressed codes `y`, both [tokens, d].
+        """Merge a batch of dense FP codes `x` and compressed codes `y`, both [tokens, d]."""
+        self.add(Pairs.from_dense(x, y))
 
-        SAE codes are sparse, so the batch's moments are taken over the entries where either
-        code is nonzero, with the all-zero entries added in closed form: an exact two-pass
-        (centred) computation in float64 at O(nonzeros) cost instead of O(tokens × d).
+    def add(self, pairs: Pairs) -> None:
+        """Merge one batch given as the union of its nonzero entries (sweep.sparse.Pairs).
+
+        The batch's moments are taken over the entries where either code is nonzero, with the
+        all-zero entries added in closed form: an exact two-pass (centred) computation in
+        float64 at O(nonzeros) cost instead of O(tokens × d).
         """
-        if x.shape != y.shape or x.dim() != 2:
-            raise ValueError(f"paired codes must be equal 2-D shapes, got {x.shape} and {y.shape}")
-        nb, d = x.shape
+        nb, d = pairs.n_rows, pairs.d
         if nb == 0:
             return
-        rows, cols = ((x != 0) | (y != 0)).nonzero(as_tuple=True)
-        xv, yv = x[rows, cols].double(), y[rows, cols].double()
+        cols = pairs.cols
+        xv, yv = pairs.x.double(), pairs.y.double()
 
         def per_feature(values: torch.Tensor) -> torch.Tensor:
-            return torch.zeros(d, dtype=torch.float64, device=x.device).index_add_(0, cols, values)
+            return torch.zeros(d, dtype=torch.float64, device=xv.device).index_add_(0, cols, values)
 
         n_union = torch.bincount(cols, minlength=d).double()
         n_zero = nb - n_union  # entries where both codes are 0

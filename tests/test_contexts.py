@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from sweep.contexts import Contexts
+from sweep.reference import SparseCodes
+from sweep.sparse import NonzeroFinder, Pairs
 
 
 def sparse_codes(rows: int, d_sae: int, density: float, seed: int) -> torch.Tensor:
@@ -13,8 +15,9 @@ def sparse_codes(rows: int, d_sae: int, density: float, seed: int) -> torch.Tens
     return values * (torch.rand(rows, d_sae, generator=g) < density)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("batch_rows", [7, 50, 400])
-def test_streaming_top_k_equals_brute_force(batch_rows: int) -> None:
+def test_streaming_top_k_equals_brute_force(batch_rows: int, sparse: bool) -> None:
     rows_per_seq, first, k, d_sae = 20, 1, 6, 64
     fp = sparse_codes(400, d_sae, 0.05, seed=0)
     q = (
@@ -22,9 +25,14 @@ def test_streaming_top_k_equals_brute_force(batch_rows: int) -> None:
         * (1 + 0.3 * sparse_codes(400, d_sae, 1.0, seed=1))
         * (sparse_codes(400, d_sae, 0.9, 2) > 0)
     )
-    contexts = Contexts.empty(d_sae, k)
+    contexts, finder = Contexts.empty(d_sae, k), NonzeroFinder()
     for lo in range(0, 400, batch_rows):
-        contexts.update(fp[lo : lo + batch_rows], q[lo : lo + batch_rows], lo)
+        x, y = fp[lo : lo + batch_rows], q[lo : lo + batch_rows]
+        if sparse:  # as the measurement pass: stored FP entries merged with compressed codes
+            flat, values = SparseCodes.from_dense(x).flat(0, len(x))
+            contexts.add(Pairs.merge(flat, values, y, finder), lo)
+        else:
+            contexts.update(x, y, lo)
     frame = contexts.frame("h", rows_per_seq, first)
     for ranked_by, ranked, other in (("fp", fp, q), ("q", q, fp)):
         for feature in range(d_sae):

@@ -5,6 +5,8 @@ import pytest
 import torch
 from scipy import stats as sps
 
+from sweep.reference import SparseCodes
+from sweep.sparse import NonzeroFinder, Pairs
 from sweep.stats import PairStats
 
 
@@ -22,13 +24,21 @@ def paired_codes(n: int = 997, d: int = 9) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def streamed(x: np.ndarray, y: np.ndarray, sizes: list[int]) -> PairStats:
-    s = PairStats.zeros(x.shape[1])
+def streamed(x: np.ndarray, y: np.ndarray, sizes: list[int], sparse: bool = False) -> PairStats:
+    """Stream batches as dense pairs or, as the measurement pass does, as stored sparse FP
+    codes merged with dense compressed codes through one reused NonzeroFinder."""
+    s, finder = PairStats.zeros(x.shape[1]), NonzeroFinder()
     start = 0
     for size in sizes:
-        s.update(
-            torch.from_numpy(x[start : start + size]), torch.from_numpy(y[start : start + size])
+        xb, yb = (
+            torch.from_numpy(x[start : start + size]),
+            torch.from_numpy(y[start : start + size]),
         )
+        if sparse:
+            flat, values = SparseCodes.from_dense(xb).flat(0, size)
+            s.add(Pairs.merge(flat, values, yb, finder))
+        else:
+            s.update(xb, yb)
         start += size
     assert start == len(x)
     return s
@@ -37,18 +47,20 @@ def streamed(x: np.ndarray, y: np.ndarray, sizes: list[int]) -> PairStats:
 UNEVEN = [1, 500, 3, 0, 250, 243]
 
 
-def test_pearson_equals_scipy_on_every_feature() -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_pearson_equals_scipy_on_every_feature(sparse: bool) -> None:
     x, y = paired_codes()
-    r = streamed(x, y, UNEVEN).pearson().numpy()
+    r = streamed(x, y, UNEVEN, sparse).pearson().numpy()
     assert np.isnan(r[0]) and np.isnan(r[2])  # FP never varies: r undefined
     assert r[1] == 0.0  # compressed constant: silenced, r = 0
     for j in range(3, x.shape[1]):
         assert abs(r[j] - sps.pearsonr(x[:, j], y[:, j]).statistic) < 1e-9
 
 
-def test_moments_counts_and_extremes_match_numpy() -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_moments_counts_and_extremes_match_numpy(sparse: bool) -> None:
     x, y = paired_codes()
-    s = streamed(x, y, UNEVEN)
+    s = streamed(x, y, UNEVEN, sparse)
     assert s.n == len(x)
     np.testing.assert_allclose(s.mean_x.numpy(), x.mean(0), rtol=1e-12)
     np.testing.assert_allclose(s.m2_y.numpy() / s.n, y.var(0), rtol=1e-9, atol=1e-12)
@@ -74,3 +86,20 @@ def test_rejects_unpaired_shapes() -> None:
     s = PairStats.zeros(3)
     with pytest.raises(ValueError, match="paired"):
         s.update(torch.zeros(4, 3), torch.zeros(5, 3))
+
+
+def test_merge_pairs_exactly_the_union_of_nonzeros() -> None:
+    """Stored FP entries merged with dense compressed codes give the dense pairing's entries,
+    for batches that shrink and grow under one reused finder."""
+    g, finder = torch.Generator().manual_seed(3), NonzeroFinder()
+    for rows in (40, 7, 0, 60):
+        x = torch.relu(torch.randn(rows, 13, generator=g) - 0.7)
+        y = torch.relu(x + torch.randn(rows, 13, generator=g) * 0.5 - 0.2)
+        flat, values = SparseCodes.from_dense(x).flat(0, rows)
+        got, want = Pairs.merge(flat, values, y, finder), Pairs.from_dense(x, y)
+        assert (got.n_rows, got.d) == (want.n_rows, want.d) == (rows, 13)
+
+        def entries(p: Pairs) -> list[tuple]:
+            return sorted(zip(*(t.tolist() for t in (p.rows, p.cols, p.x, p.y)), strict=True))
+
+        assert entries(got) == entries(want)

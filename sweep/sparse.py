@@ -1,0 +1,90 @@
+"""Sparse SAE codes in the measurement passes: a dense code batch becomes its nonzero entries
+once, through one reusable mask, and is merged with the FP reference's stored entries, so
+per-feature work costs O(nonzeros), never O(tokens × d_sae)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class MaskScan:
+    """Flat indices (row-major over a tensor's shape) where a comparison holds, through one
+    boolean mask allocated once and reused for every batch: no fresh O(tokens × d_sae) or
+    O(tokens × vocab) allocation per batch. On CPU numpy's vectorised compare and flatnonzero
+    do the scan."""
+
+    def __init__(self) -> None:
+        self._mask: torch.Tensor | None = None
+
+    def where(
+        self,
+        x: torch.Tensor,
+        op: str,
+        other: torch.Tensor | float,
+        exclude: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Flat indices of the entries of `x` where `x <op> other` ("ne" or "ge"; `other`
+        broadcasts), leaving out the flat indices `exclude`."""
+        n = x.numel()
+        if self._mask is None or self._mask.numel() < n or self._mask.device != x.device:
+            self._mask = torch.empty(n, dtype=torch.bool, device=x.device)
+        mask = self._mask[:n].view(x.shape)
+        if x.device.type == "cpu":
+            o = other.numpy() if torch.is_tensor(other) else other
+            {"ne": np.not_equal, "ge": np.greater_equal}[op](x.numpy(), o, out=mask.numpy())
+        else:
+            {"ne": torch.ne, "ge": torch.ge}[op](x, other, out=mask)
+        flat = mask.view(-1)
+        if exclude is not None:
+            flat[exclude] = False
+        if x.device.type == "cpu":
+            return torch.from_numpy(np.flatnonzero(flat.numpy()))
+        return flat.nonzero().squeeze(1)
+
+
+class NonzeroFinder(MaskScan):
+    """Flat indices of the nonzero entries of dense code batches, in increasing order."""
+
+    def __call__(self, codes: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Flat indices of `codes`' nonzero entries, leaving out the flat indices `exclude`."""
+        return self.where(codes, "ne", 0, exclude)
+
+
+@dataclass
+class Pairs:
+    """The union of two code batches' nonzero entries: per entry its row in the batch, its
+    feature, the FP code `x` and the compressed code `y` (either may be 0, never both)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    n_rows: int
+    d: int
+
+    @classmethod
+    def from_dense(cls, x: torch.Tensor, y: torch.Tensor) -> "Pairs":
+        """Pair two dense [rows, d] batches."""
+        if x.shape != y.shape or x.dim() != 2:
+            raise ValueError(f"paired codes must be equal 2-D shapes, got {x.shape} and {y.shape}")
+        rows, cols = ((x != 0) | (y != 0)).nonzero(as_tuple=True)
+        return cls(rows, cols, x[rows, cols], y[rows, cols], x.shape[0], x.shape[1])
+
+    @classmethod
+    def merge(
+        cls,
+        fp_flat: torch.Tensor,
+        fp_values: torch.Tensor,
+        q: torch.Tensor,
+        finder: NonzeroFinder,
+    ) -> "Pairs":
+        """Pair stored FP entries (flat indices into the batch, values) with dense compressed
+        codes `q` [rows, d]: q is read at the FP entries, and its other nonzeros are added."""
+        n_rows, d = q.shape
+        q_flat = q.reshape(-1)
+        q_only = finder(q, exclude=fp_flat)
+        flat = torch.cat([fp_flat, q_only])
+        x = torch.cat([fp_values.to(q.dtype), q_flat.new_zeros(len(q_only))])
+        y = torch.cat([q_flat[fp_flat], q_flat[q_only]])
+        return cls(flat // d, flat % d, x, y, n_rows, d)
