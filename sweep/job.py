@@ -50,7 +50,7 @@ from sweep.reference import (
     reference_key,
     weights_digest,
 )
-from sweep.saefit import sae_fit
+from sweep.saefit import FitTotals
 from sweep.saes import check_sae_fits, check_sae_fits_config, load_saes, shared_model_kwargs
 from sweep.schema import validate
 from sweep.survival import class_fractions, feature_frame
@@ -203,12 +203,17 @@ def measure_job(
         for sae in saes.values():
             check_sae_fits(sae, fp_model)
         ref = compute_reference(
-            fp_model, saes, tokens, batch_size, first, cfg.eval.kl_top_k, cfg.runtime.progress
+            fp_model,
+            saes,
+            tokens,
+            batch_size,
+            first,
+            cfg.eval.kl_top_k,
+            cfg.runtime.progress,
+            fit=FitTotals(saes, n_fit, first) if n_fit else None,
         )
         if stride:
             ref.sliding_ppl = sliding_ppl(fp_model, tokens, stride, tokenizer.bos_token_id)
-        if n_fit:
-            ref.sae_fit = sae_fit(fp_model, saes, tokens[:n_fit], first, batch_size)
         return ref
 
     with stage("reference", timings):
@@ -222,6 +227,7 @@ def measure_job(
         del hf_model
         for sae in saes.values():
             check_sae_fits(sae, variants.models[variants.primary])
+    fits = {variants.primary: FitTotals(saes, n_fit, first)} if n_fit else {}
     with stage("measure", timings):
         result = measure(
             reference,
@@ -232,6 +238,7 @@ def measure_job(
             first,
             cfg.runtime.progress,
             cfg.eval.contexts_k,
+            fits,
         )
     if stride:
         with stage("sliding", timings):
@@ -250,9 +257,10 @@ def measure_job(
         for name, v in result.variants.items()
     }
     frame = frames[variants.primary]
+    fit_summary = None
     if n_fit:
-        with stage("sae_fit", timings):
-            q_fit = sae_fit(primary, saes, tokens[:n_fit], first, batch_size)
+        q_fit = fits[variants.primary].metrics()
+        fit_summary = {h: {"fp": reference.sae_fit[h], "q": q_fit[h]} for h in saes}
     with stage("fidelity", timings):
         fidelity = measure_fidelity(
             cfg,
@@ -303,9 +311,7 @@ def measure_job(
             "per_sae": {hook: class_fractions(f) for hook, f in by_sae.items()},
             "prediction": {hook: predict_survival(f, seed=cfg.seed) for hook, f in by_sae.items()},
             "matched": matched_metrics(variants, frames, result) if variants.match else None,
-            "sae_fit": {h: {"fp": reference.sae_fit[h], "q": q_fit[h]} for h in saes}
-            if n_fit
-            else None,
+            "sae_fit": fit_summary,
             "fidelity": fidelity or None,
             "timings_s": timings,
         }

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from sae_lens import SAE
@@ -14,6 +15,9 @@ from sweep.reference import Reference, SparseCodes
 from sweep.sparse import NonzeroFinder, Pairs
 from sweep.stats import PairStats
 from sweep.topk import row_topk
+
+if TYPE_CHECKING:  # sweep.saefit imports this module's loss helpers
+    from sweep.saefit import FitTotals
 
 
 @dataclass
@@ -123,8 +127,10 @@ def compute_reference(
     first: int,
     kl_top_k: int,
     progress: bool = True,
+    fit: "FitTotals | None" = None,
 ) -> Reference:
-    """One FP pass: sparse SAE codes per hook, per-token loss and top-k log-probs."""
+    """One FP pass: sparse SAE codes per hook, per-token loss and top-k log-probs; with `fit`,
+    the SAE-fit metrics of its first sequences from the same forward (`Reference.sae_fit`)."""
     device = fp_model.device
     hooks = list(saes)
     codes: dict[str, list[SparseCodes]] = {hook: [] for hook in hooks}
@@ -139,6 +145,8 @@ def compute_reference(
         for hook, sae in saes.items():
             dense = encode_codes(sae, acts[hook], first)
             codes[hook].append(SparseCodes.from_dense(dense, finders[hook]))
+            if fit is not None:
+                fit.fold_sae(fp_model, hook, batch, i * batch_size, acts[hook], dense)
         logprobs = next_token_logprobs(logits)
         batch_nll = next_token_nll(logits, batch, logprobs)
         require_finite(batch_nll, "the next-token loss", "full-precision", i)
@@ -146,12 +154,15 @@ def compute_reference(
         values, index = topk_logprobs(logprobs, kl_top_k)
         top.append(values.cpu())
         ids.append(index.cpu())
+        if fit is not None:
+            fit.fold_loss(batch, i * batch_size, batch_nll)
     return Reference(
         codes={hook: SparseCodes.concat(parts) for hook, parts in codes.items()},
         nll=torch.cat(nll),
         topk_logprobs=torch.cat(top),
         topk_ids=torch.cat(ids),
         sliding_ppl=None,
+        sae_fit=fit.metrics() if fit is not None else {},
     )
 
 
@@ -183,9 +194,11 @@ def measure(
     first: int,
     progress: bool = True,
     contexts_k: int = 0,
+    fits: "dict[str, FitTotals] | None" = None,
 ) -> Measurement:
     """Run every variant on the reference's tokens; stream paired statistics, loss, KL and,
-    when `contexts_k` > 0, each feature's top-k contexts by FP and by compressed activation.
+    when `contexts_k` > 0, each feature's top-k contexts by FP and by compressed activation;
+    `fits` (by variant name) take the SAE-fit metrics of their first sequences on the way.
 
     Compressed codes are made sparse once per batch and merged with the stored sparse FP codes
     (sweep.sparse), so statistics and contexts cost O(nonzeros), never O(tokens × d_sae).
@@ -199,6 +212,7 @@ def measure(
     finders = {hook: NonzeroFinder() for hook in hooks}
     for name, model in variants.items():
         device = model.device
+        fit = (fits or {}).get(name)
         result = VariantMeasurement(
             stats={h: PairStats.zeros(s.cfg.d_sae, device=device) for h, s in saes.items()}
         )
@@ -222,11 +236,15 @@ def measure(
                 result.stats[hook].add(pairs)
                 if contexts_k:
                     result.contexts[hook].add(pairs, lo * rows_per_seq)
+                if fit is not None:
+                    fit.fold_sae(model, hook, batch, lo, acts[hook], q)
             logprobs = next_token_logprobs(logits)
             batch_nll = next_token_nll(logits, batch, logprobs)
             require_finite(batch_nll, "the next-token loss", f"compressed ({name})", i)
             result.loss.add(batch_nll)
             ref_top = reference.topk_logprobs[lo:hi].to(device)
             result.kl.add(bucketed_kl(ref_top, reference.topk_ids[lo:hi].to(device), logprobs))
+            if fit is not None:
+                fit.fold_loss(batch, lo, batch_nll)
         out.variants[name] = result
     return out

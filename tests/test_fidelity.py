@@ -14,9 +14,9 @@ from sweep.constants import CONTEXTS_FILE, FEATURES_FILE, SUMMARY_FILE, TOKENS_F
 from sweep.errors import QfeatError
 from sweep.hooked import HookedLM
 from sweep.job import run
-from sweep.measure import next_token_logprobs, next_token_nll
+from sweep.measure import compute_reference, measure, next_token_logprobs, next_token_nll
 from sweep.record import job_dir, job_key
-from sweep.saefit import sae_fit
+from sweep.saefit import FitTotals
 from sweep.steering import ABLATE, STEER, feature_effects, fidelity
 
 FEATURES = [3, 17, 250]
@@ -74,8 +74,14 @@ def test_ablation_equals_a_direct_transformerlens_computation(tiny, active_featu
 
 
 def test_sae_fit_equals_direct_computation(tiny) -> None:
-    tokens = tiny.tokens[:6]
-    (fit,) = sae_fit(tiny.model, {tiny.hook: tiny.sae}, tokens, 1, 4).values()
+    """Folded into the FP pass (batches of 4, the second only half fitted) and measured again
+    on the same model in the compressed pass, the fit equals a direct TransformerLens one."""
+    saes, tokens = {tiny.hook: tiny.sae}, tiny.tokens[:6]
+    fp_fit, q_fit = FitTotals(saes, 6, 1), FitTotals(saes, 6, 1)
+    ref = compute_reference(tiny.model, saes, tiny.tokens[:8], 4, 1, 8, False, fit=fp_fit)
+    measure(ref, {"same": tiny.model}, saes, tiny.tokens[:8], 4, 1, False, fits={"same": q_fit})
+    (fit,) = ref.sae_fit.values()
+    assert q_fit.metrics()[tiny.hook] == pytest.approx(fit, rel=1e-6)
     with torch.no_grad():
         _, cache = tiny.tl.run_with_cache(tokens, names_filter=tiny.hook)
         x = cache[tiny.hook][:, 1:].reshape(-1, tiny.sae.cfg.d_in).double()
