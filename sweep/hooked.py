@@ -131,6 +131,8 @@ class HookedLM:
         return acts, logits
 
     @torch.no_grad()
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits of `tokens` [batch, pos]."""
-        return self.model(tokens.to(self.device), use_cache=False).logits
+    def __call__(self, tokens: torch.Tensor, logits_to_keep: int = 0) -> torch.Tensor:
+        """Logits of `tokens` [batch, pos]: of the last `logits_to_keep` positions (0: all)."""
+        return self.model(
+            tokens.to(self.device), use_cache=False, logits_to_keep=logits_to_keep
+        ).logits

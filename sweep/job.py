@@ -30,7 +30,7 @@ from sweep.hooked import HookedLM
 from sweep.measure import Measurement, compute_reference, kl_method, measure
 from sweep.models import load_hf_model, load_tokenizer, resolve_device, tl_processing
 from sweep.overlap import damage_overlap
-from sweep.perplexity import sliding_window_loss
+from sweep.perplexity import sliding_perplexity
 from sweep.predict import predict_survival, sae_weight_stats
 from sweep.record import (
     check_writable,
@@ -65,12 +65,6 @@ def stage(name: str, timings: dict[str, float]):
     yield
     timings[name] = time.perf_counter() - start
     log.info("%-10s %7.2fs", name, timings[name])
-
-
-def sliding_ppl(model, tokens: torch.Tensor, stride: int, bos_id: int) -> float:
-    """Sliding-window perplexity of a model over the measured tokens as one stream."""
-    stream = tokens[:, 1:].reshape(-1)
-    return sliding_window_loss(model, stream, tokens.shape[1], stride, bos_id).perplexity
 
 
 def behaviour_metrics(result: Measurement, name: str) -> dict[str, float]:
@@ -213,7 +207,8 @@ def measure_job(
             fit=FitTotals(saes, n_fit, first) if n_fit else None,
         )
         if stride:
-            ref.sliding_ppl = sliding_ppl(fp_model, tokens, stride, tokenizer.bos_token_id)
+            bos = tokenizer.bos_token_id
+            ref.sliding_ppl = sliding_perplexity(fp_model, tokens, stride, bos, ref.nll)
         return ref
 
     with stage("reference", timings):
@@ -243,7 +238,9 @@ def measure_job(
     if stride:
         with stage("sliding", timings):
             sliding = {
-                name: sliding_ppl(model, tokens, stride, tokenizer.bos_token_id)
+                name: sliding_perplexity(
+                    model, tokens, stride, tokenizer.bos_token_id, result.variants[name].nll
+                )
                 for name, model in variants.models.items()
             }
     primary = variants.models[variants.primary]

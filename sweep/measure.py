@@ -174,6 +174,7 @@ class VariantMeasurement:
     loss: LossTotals = field(default_factory=LossTotals)
     kl: LossTotals = field(default_factory=LossTotals)
     contexts: dict[str, Contexts] = field(default_factory=dict)
+    nll: torch.Tensor | None = None  # per-token loss [n_sequences, seq_len − 1], on CPU
 
 
 @dataclass
@@ -220,6 +221,7 @@ def measure(
             result.contexts = {
                 h: Contexts.empty(s.cfg.d_sae, contexts_k, device) for h, s in saes.items()
             }
+        nll = []
         bar = _progress(batches(tokens, batch_size), n_batches, f"measure {name}", progress)
         for i, batch in enumerate(bar):
             lo, hi = i * batch_size, i * batch_size + len(batch)
@@ -242,9 +244,11 @@ def measure(
             batch_nll = next_token_nll(logits, batch, logprobs)
             require_finite(batch_nll, "the next-token loss", f"compressed ({name})", i)
             result.loss.add(batch_nll)
+            nll.append(batch_nll.cpu())
             ref_top = reference.topk_logprobs[lo:hi].to(device)
             result.kl.add(bucketed_kl(ref_top, reference.topk_ids[lo:hi].to(device), logprobs))
             if fit is not None:
                 fit.fold_loss(batch, lo, batch_nll)
+        result.nll = torch.cat(nll)
         out.variants[name] = result
     return out

@@ -70,7 +70,7 @@ class DataConfig:
 class EvalConfig:
     """Behavioural metrics beside feature survival."""
 
-    sliding_window_stride: int | None = None  # off: one more forward per variant (paper: 64)
+    sliding_window_stride: int | None = None  # off: ~(seq_len−1)/stride more forwards (paper: 64)
     kl_top_k: int = 128
     contexts_k: int = 16  # top contexts kept per feature, by FP and by compressed activation
     sae_fit_sequences: int = 16  # first sequences (at most all) for the SAE-fit metrics; 0: off

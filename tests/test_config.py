@@ -126,3 +126,18 @@ def test_nan_weights_fail_naming_the_layer_and_write_no_result(small_cfg, monkey
     ):
         run(small_cfg)
     assert not list(Path(small_cfg.out_root).rglob("summary.json"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stride"),
+    [
+        ([], None),
+        (["+experiment=debug"], None),
+        (["+experiment=paper_pythia"], 64),
+        (["+experiment=paper_gemma"], 64),
+    ],
+)
+def test_sliding_window_only_where_a_preset_needs_it(overrides, stride) -> None:
+    """Sliding-window perplexity costs (seq_len − 1) / stride more windows per sequence and
+    variant: off by default and in debug, on (stride 64) in the paper presets."""
+    assert compose_config(overrides).eval.sliding_window_stride == stride
