@@ -134,7 +134,7 @@ def compute_reference(
     device = fp_model.device
     hooks = list(saes)
     codes: dict[str, list[SparseCodes]] = {hook: [] for hook in hooks}
-    finders = {hook: NonzeroFinder() for hook in hooks}
+    finder = NonzeroFinder()  # one scan mask for every SAE and batch
     nll, top, ids = [], [], []
     n_batches = (len(tokens) + batch_size - 1) // batch_size
     for i, batch in enumerate(_progress(batches(tokens, batch_size), n_batches, "FP", progress)):
@@ -144,7 +144,7 @@ def compute_reference(
             require_finite(acts[hook], hook, "full-precision", i)
         for hook, sae in saes.items():
             dense = encode_codes(sae, acts[hook], first)
-            codes[hook].append(SparseCodes.from_dense(dense, finders[hook]))
+            codes[hook].append(SparseCodes.from_dense(dense, finder))
             if fit is not None:
                 fit.fold_sae(fp_model, hook, batch, i * batch_size, acts[hook], dense)
         logprobs = next_token_logprobs(logits)
@@ -210,7 +210,7 @@ def measure(
     out = Measurement(fp_loss=fp_loss, variants={})
     rows_per_seq = tokens.shape[1] - first
     n_batches = (len(tokens) + batch_size - 1) // batch_size
-    finders = {hook: NonzeroFinder() for hook in hooks}
+    finder = NonzeroFinder()  # one scan mask for every SAE, batch and variant
     for name, model in variants.items():
         device = model.device
         fit = (fits or {}).get(name)
@@ -234,7 +234,7 @@ def measure(
                 fp_flat, fp_values = reference.codes[hook].flat(
                     lo * rows_per_seq, hi * rows_per_seq
                 )
-                pairs = Pairs.merge(fp_flat.to(device), fp_values.to(device), q, finders[hook])
+                pairs = Pairs.merge(fp_flat.to(device), fp_values.to(device), q, finder)
                 result.stats[hook].add(pairs)
                 if contexts_k:
                     result.contexts[hook].add(pairs, lo * rows_per_seq)
