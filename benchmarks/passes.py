@@ -1,9 +1,11 @@
 """Each measurement pass ÷ its floor, and a job's passes ÷ its bare forwards, in one run.
 
-python -m benchmarks.passes [--config NAME ...] [--n-seq N] [--repeats 3] [--json PATH]
+python -m benchmarks.passes [--config NAME ...] [--n-seq N] [--repeats 5] [--threads T]
+    [--json PATH]
 
 Per configuration (model shape × SAE family × width; random weights, RTN 4-bit, batch 8,
-BOS-prefixed sequences of 128 tokens), all interleaved, one warm-up each, medians:
+BOS-prefixed sequences of 128 tokens), each configuration in a fresh process, all its timings
+interleaved after one warm-up each, median CPU time:
 - bare_q, bare_fp: the compressed / FP model's plain forward (logits only).
 - floor_q, floor_fp: the least a measurement pass can do: the forward with the SAE hook, the SAE
   encode of every measured token, and one log-softmax of the logits for loss and KL.
@@ -18,6 +20,8 @@ job (pass_q) ÷ bare FP + compressed forwards, sliding ÷ compressed pass.
 
 import argparse
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,11 +148,28 @@ def run_config(name: str, n_seq: int | None, repeats: int, sliding: bool) -> dic
 
 
 def run(names: list[str], n_seq: int | None, repeats: int) -> dict:
-    """Every named configuration; sliding-window cost on the first of each model shape."""
+    """Every named configuration, each in a fresh process (so no configuration inherits another's
+    allocator state), with this process's torch threads; sliding-window cost on the first
+    configuration of each model shape."""
     out, shapes = {}, set()
     for name in names:
         shape = CONFIGS[name][0]
-        out[name] = run_config(name, n_seq, repeats, sliding=shape not in shapes)
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.passes",
+            "--child",
+            name,
+            "--repeats",
+            str(repeats),
+        ]
+        cmd += ["--threads", str(torch.get_num_threads())]
+        cmd += [
+            *(["--n-seq", str(n_seq)] if n_seq else []),
+            *([] if shape in shapes else ["--sliding"]),
+        ]
+        child = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[name] = json.loads(child.stdout.splitlines()[-1])
         shapes.add(shape)
         print(name, json.dumps({k: round(v, 3) for k, v in out[name]["ratios"].items()}))
     return out
@@ -158,9 +179,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--n-seq", type=int, default=None, help="sequences (default per config)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--sliding", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(run_config(args.child, args.n_seq, args.repeats, args.sliding)))
+        return
     result = run(args.config, args.n_seq, args.repeats)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -43,7 +43,9 @@ def main() -> None:
     start, load_start = time.perf_counter(), load_average()
     repeats = 1 if args.quick else 3
     results = {
-        "passes": passes.run(list(passes.CONFIGS), 8 if args.quick else None, repeats),
+        "passes": passes.run(
+            list(passes.CONFIGS), 8 if args.quick else None, 1 if args.quick else 5
+        ),
         "sweep_vs_naive": sweep_vs_naive.run("pythia-70m", 32768, 8 if args.quick else 16, 1),
         "memory": memory.run("pythia-70m", 32768, 4 if args.quick else 16),
         "extras_cost": extras_cost.run_all(["data.n_sequences=32"] if args.quick else [], repeats),

@@ -8,47 +8,35 @@ import numpy as np
 import torch
 
 
-class MaskScan:
-    """Flat indices (row-major over a tensor's shape) where a comparison holds, through one
-    boolean mask allocated once and reused for every batch: no fresh O(tokens × d_sae) or
-    O(tokens × vocab) allocation per batch. On CPU numpy's vectorised compare and flatnonzero
+def numpy_ready(x: torch.Tensor) -> bool:
+    """Whether numpy can work on `x` in place: a CPU tensor of a dtype numpy has."""
+    return x.device.type == "cpu" and x.dtype != torch.bfloat16
+
+
+class NonzeroFinder:
+    """Flat indices (row-major) of the nonzero entries of dense code batches, in increasing
+    order, through one boolean mask allocated once and reused for every batch: no fresh
+    O(tokens × d_sae) allocation per batch. On CPU numpy's vectorised compare and flatnonzero
     do the scan."""
 
     def __init__(self) -> None:
         self._mask: torch.Tensor | None = None
 
-    def where(
-        self,
-        x: torch.Tensor,
-        op: str,
-        other: torch.Tensor | float,
-        exclude: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Flat indices of the entries of `x` where `x <op> other` ("ne" or "ge"; `other`
-        broadcasts), leaving out the flat indices `exclude`."""
-        n = x.numel()
-        if self._mask is None or self._mask.numel() < n or self._mask.device != x.device:
-            self._mask = torch.empty(n, dtype=torch.bool, device=x.device)
-        mask = self._mask[:n].view(x.shape)
-        if x.device.type == "cpu":
-            o = other.numpy() if torch.is_tensor(other) else other
-            {"ne": np.not_equal, "ge": np.greater_equal}[op](x.numpy(), o, out=mask.numpy())
-        else:
-            {"ne": torch.ne, "ge": torch.ge}[op](x, other, out=mask)
-        flat = mask.view(-1)
-        if exclude is not None:
-            flat[exclude] = False
-        if x.device.type == "cpu":
-            return torch.from_numpy(np.flatnonzero(flat.numpy()))
-        return flat.nonzero().squeeze(1)
-
-
-class NonzeroFinder(MaskScan):
-    """Flat indices of the nonzero entries of dense code batches, in increasing order."""
-
     def __call__(self, codes: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Flat indices of `codes`' nonzero entries, leaving out the flat indices `exclude`."""
-        return self.where(codes, "ne", 0, exclude)
+        n = codes.numel()
+        if self._mask is None or self._mask.numel() < n or self._mask.device != codes.device:
+            self._mask = torch.empty(n, dtype=torch.bool, device=codes.device)
+        mask = self._mask[:n]
+        if numpy_ready(codes):
+            np.not_equal(codes.numpy(), 0, out=mask.view(codes.shape).numpy())
+        else:
+            torch.ne(codes, 0, out=mask.view(codes.shape))
+        if exclude is not None:
+            mask[exclude] = False
+        if mask.device.type == "cpu":
+            return torch.from_numpy(np.flatnonzero(mask.numpy()))
+        return mask.nonzero().squeeze(1)
 
 
 @dataclass

@@ -15,6 +15,8 @@ import math
 import numpy as np
 import torch
 
+from sweep.sparse import numpy_ready
+
 
 def _largest(values: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest entries along the last axis, in no particular order."""
@@ -26,7 +28,7 @@ def row_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     descending, as torch.topk; CPU tensors of a last dimension ≥ 4k take the blocked path."""
     width = x.shape[-1]
     k = min(k, width)
-    if x.device.type != "cpu" or width < 4 * k or x.numel() == 0:
+    if not numpy_ready(x) or width < 4 * k or x.numel() == 0:
         return x.topk(k, dim=-1)
     x = x.detach()
     c = max(1, round(math.sqrt(width / k)))  # entries per group: balances the two selections

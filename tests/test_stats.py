@@ -103,3 +103,12 @@ def test_merge_pairs_exactly_the_union_of_nonzeros() -> None:
             return sorted(zip(*(t.tolist() for t in (p.rows, p.cols, p.x, p.y)), strict=True))
 
         assert entries(got) == entries(want)
+
+
+def test_nonzero_finder_without_numpy_dtype() -> None:
+    """bfloat16 codes (no numpy dtype) take torch's scan and find the same entries."""
+    codes = torch.relu(torch.randn(9, 31, generator=torch.Generator().manual_seed(4)) - 0.5)
+    finder = NonzeroFinder()
+    want = finder(codes)
+    assert torch.equal(finder(codes.bfloat16()), want)
+    assert torch.equal(want, torch.from_numpy(np.flatnonzero(codes.numpy())))

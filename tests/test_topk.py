@@ -25,3 +25,10 @@ def test_row_topk_equals_torch_topk(shape: tuple[int, ...], k: int) -> None:
     assert ids.dtype == torch.int64
     assert torch.equal(x.gather(-1, ids), values)
     assert (ids.sort(-1).values.diff(dim=-1) > 0).all()  # k distinct entries per row
+
+
+def test_row_topk_without_numpy_dtype_is_torch_topk() -> None:
+    x = torch.randn(3, 4096, generator=torch.Generator().manual_seed(5)).bfloat16()
+    values, ids = row_topk(x, 128)
+    assert torch.equal(values, x.topk(128, dim=-1).values)
+    assert torch.equal(x.gather(-1, ids), values)
