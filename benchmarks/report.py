@@ -46,7 +46,7 @@ def main() -> None:
         "passes": passes.run(
             list(passes.CONFIGS), 8 if args.quick else None, 1 if args.quick else 5
         ),
-        "sweep_vs_naive": sweep_vs_naive.run("pythia-70m", 32768, 8 if args.quick else 16, 1),
+        "sweep_vs_naive": sweep_vs_naive.run("pythia-70m", 32768, 8 if args.quick else 16, repeats),
         "memory": memory.run("pythia-70m", 32768, 4 if args.quick else 16),
         "extras_cost": extras_cost.run_all(["data.n_sequences=32"] if args.quick else [], repeats),
     }
