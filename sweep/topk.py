@@ -18,6 +18,14 @@ import torch
 from sweep.sparse import numpy_ready
 
 
+def group_size(width: int, k: int) -> int:
+    """Entries per group: near √(width / k), which balances the two selections' sizes, and a
+    divisor of the width when one is near (no ragged tail to append)."""
+    target = max(1, round(math.sqrt(width / k)))
+    near = [c for c in range(max(1, target // 2), 2 * target + 1) if width % c == 0]
+    return min(near, key=lambda c: abs(c - target)) if near else target
+
+
 def _largest(values: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest entries along the last axis, in no particular order."""
     return np.argpartition(values, values.shape[-1] - k, axis=-1)[..., -k:]
@@ -31,7 +39,7 @@ def row_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not numpy_ready(x) or width < 4 * k or x.numel() == 0:
         return x.topk(k, dim=-1)
     x = x.detach()
-    c = max(1, round(math.sqrt(width / k)))  # entries per group: balances the two selections
+    c = group_size(width, k)
     n_groups = width // c
     groups = x[..., : n_groups * c].unflatten(-1, (c, n_groups))  # (i, j) = x[..., i·G + j]
     chosen = torch.from_numpy(_largest(groups.amax(dim=-2).numpy(), k))  # [..., k]
