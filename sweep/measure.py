@@ -19,6 +19,9 @@ from sweep.topk import row_topk
 if TYPE_CHECKING:  # sweep.saefit imports this module's loss helpers
     from sweep.saefit import FitTotals
 
+# Log-probs are taken a block of positions at a time, about this many entries (16 MB) per block.
+BLOCK_ENTRIES = 1 << 22
+
 
 @dataclass
 class LossTotals:
@@ -52,11 +55,29 @@ def next_token_logprobs(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), dim=-1)[:, :-1]
 
 
-def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor, logprobs=None) -> torch.Tensor:
-    """Per-position NLL of tokens[:, 1:] under logits[:, :-1] (reusing `logprobs` if given)."""
-    if logprobs is None:
-        logprobs = next_token_logprobs(logits)
-    return -logprobs.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Per-position NLL of tokens[:, 1:] under logits[:, :-1]."""
+    return -next_token_logprobs(logits).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def logprob_blocks(
+    logits: torch.Tensor, tokens: torch.Tensor
+) -> Iterator[tuple[int, slice, torch.Tensor, torch.Tensor]]:
+    """(sequence, positions, next-token log-probs [positions, vocab], their NLL) over the
+    predicting positions of a batch, a block of positions at a time.
+
+    The log-softmax is taken row by row, so its values equal `next_token_logprobs`'; but no
+    [tokens, vocab] log-prob tensor is ever allocated, and each block is still in cache when
+    its NLL, top-k or KL is read from it.
+    """
+    seq_len, vocab = logits.shape[1], logits.shape[2]
+    block = max(1, BLOCK_ENTRIES // vocab)
+    for i in range(logits.shape[0]):
+        for start in range(0, seq_len - 1, block):
+            pos = slice(start, min(start + block, seq_len - 1))
+            logprobs = torch.log_softmax(logits[i, pos].float(), dim=-1)
+            targets = tokens[i, pos.start + 1 : pos.stop + 1, None]
+            yield i, pos, logprobs, -logprobs.gather(-1, targets).squeeze(-1)
 
 
 def hooked_forward(
@@ -85,8 +106,7 @@ def batches(tokens: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
 
 
 def topk_logprobs(logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k next-token log-probabilities (sorted descending) and ids from
-    `next_token_logprobs`."""
+    """Top-k next-token log-probabilities (sorted descending) and their int32 ids."""
     values, ids = row_topk(logprobs, k)
     return values, ids.to(torch.int32)
 
@@ -147,11 +167,15 @@ def compute_reference(
             codes[hook].append(SparseCodes.from_dense(dense, finder))
             if fit is not None:
                 fit.fold_sae(fp_model, hook, batch, i * batch_size, acts[hook], dense)
-        logprobs = next_token_logprobs(logits)
-        batch_nll = next_token_nll(logits, batch, logprobs)
+        k = min(kl_top_k, logits.shape[-1])
+        batch_nll = logits.new_empty(batch.shape[0], batch.shape[1] - 1, dtype=torch.float32)
+        values = batch_nll.new_empty(*batch_nll.shape, k)
+        index = torch.empty(values.shape, dtype=torch.int32, device=device)
+        for seq, pos, logprobs, block_nll in logprob_blocks(logits, batch):
+            batch_nll[seq, pos] = block_nll
+            values[seq, pos], index[seq, pos] = topk_logprobs(logprobs, k)
         require_finite(batch_nll, "the next-token loss", "full-precision", i)
         nll.append(batch_nll.cpu())
-        values, index = topk_logprobs(logprobs, kl_top_k)
         top.append(values.cpu())
         ids.append(index.cpu())
         if fit is not None:
@@ -240,13 +264,17 @@ def measure(
                     result.contexts[hook].add(pairs, lo * rows_per_seq)
                 if fit is not None:
                     fit.fold_sae(model, hook, batch, lo, acts[hook], q)
-            logprobs = next_token_logprobs(logits)
-            batch_nll = next_token_nll(logits, batch, logprobs)
+            ref_top = reference.topk_logprobs[lo:hi].to(device)
+            ref_ids = reference.topk_ids[lo:hi].to(device)
+            batch_nll = logits.new_empty(batch.shape[0], batch.shape[1] - 1, dtype=torch.float32)
+            batch_kl = torch.empty_like(batch_nll)
+            for seq, pos, logprobs, block_nll in logprob_blocks(logits, batch):
+                batch_nll[seq, pos] = block_nll
+                batch_kl[seq, pos] = bucketed_kl(ref_top[seq, pos], ref_ids[seq, pos], logprobs)
             require_finite(batch_nll, "the next-token loss", f"compressed ({name})", i)
             result.loss.add(batch_nll)
             nll.append(batch_nll.cpu())
-            ref_top = reference.topk_logprobs[lo:hi].to(device)
-            result.kl.add(bucketed_kl(ref_top, reference.topk_ids[lo:hi].to(device), logprobs))
+            result.kl.add(batch_kl)
             if fit is not None:
                 fit.fold_loss(batch, lo, batch_nll)
         result.nll = torch.cat(nll)

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+import sweep.measure
 from sweep.measure import (
     bucketed_kl,
     compute_reference,
@@ -98,3 +99,22 @@ def test_bucketed_kl_is_exact_at_full_vocab_and_a_lower_bound_below() -> None:
         top, ids = topk_logprobs(fp_lp, k)
         approx = bucketed_kl(top, ids, q_lp)
         assert torch.all(approx <= exact + 1e-5) and torch.all(approx >= -1e-6)
+
+
+def test_blocked_log_probs_equal_the_whole_batch(tiny, monkeypatch) -> None:
+    """Loss, top-k log-probs and KL taken a block of positions at a time (here 10, so blocks
+    end mid-sequence) equal the same quantities over the whole batch's log-probs."""
+    monkeypatch.setattr(sweep.measure, "BLOCK_ENTRIES", 10 * tiny.model.d_vocab)
+    saes, tokens = {tiny.hook: tiny.sae}, tiny.tokens[:4]
+    ref = compute_reference(tiny.model, saes, tokens, 4, 1, 64, False)
+    result = measure(ref, {"same": tiny.model}, saes, tokens, 4, 1, False)
+    with torch.no_grad():
+        logits = tiny.model(tokens)
+    logprobs = next_token_logprobs(logits)
+    top, ids = topk_logprobs(logprobs, 64)
+    assert torch.equal(ref.nll, next_token_nll(logits, tokens))
+    assert torch.equal(ref.topk_logprobs, top)
+    assert torch.equal(logprobs.gather(-1, ref.topk_ids.long()), top)
+    kl = bucketed_kl(top, ids, logprobs)
+    assert result.variants["same"].kl.total == pytest.approx(float(kl.double().sum()), rel=1e-12)
+    assert torch.equal(result.variants["same"].nll, ref.nll)
