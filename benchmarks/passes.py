@@ -8,14 +8,16 @@ BOS-prefixed sequences of 128 tokens), each configuration in a fresh process, al
 interleaved after one warm-up each, median CPU time:
 - bare_q, bare_fp: the compressed / FP model's plain forward (logits only).
 - floor_q, floor_fp: the least a measurement pass can do: the forward with the SAE hook, the SAE
-  encode of every measured token, and one log-softmax of the logits for loss and KL.
+  encode of every measured token, and one log-softmax of the logits for loss and KL, over the
+  whole logits tensor; blocked_floor_*: the same with the log-softmax taken in blocks of 4M
+  entries, as the passes now take it (no [tokens, vocab] tensor: a stricter floor).
 - pass_q: the compressed measurement pass as a job runs it (`sweep.measure.measure`: paired
   streaming statistics, top-16 contexts, loss, KL) against the FP reference.
 - pass_fp: the FP reference pass (`compute_reference`: sparse codes, loss, top-128 log-probs).
 - sliding_q (first configuration of each shape): the compressed model's sliding-window
   perplexity at stride 64, as `eval.sliding_window_stride=64` adds it to a job.
-Ratios: pass ÷ floor (target ≤ 1.10), floor ÷ bare, uncached job (pass_fp + pass_q) and cached
-job (pass_q) ÷ bare FP + compressed forwards, sliding ÷ compressed pass.
+Ratios: pass ÷ floor (target ≤ 1.10) and ÷ blocked floor, floor ÷ bare, uncached job (pass_fp +
+pass_q) and cached job (pass_q) ÷ bare FP + compressed forwards, sliding ÷ compressed pass.
 """
 
 import argparse
@@ -60,14 +62,22 @@ def bare(model: HookedLM, tokens: torch.Tensor) -> None:
             model(batch)
 
 
-def floor(model: HookedLM, saes: dict, tokens: torch.Tensor) -> None:
-    """Hooked forward + SAE encode + one log-softmax per batch: what no pass can skip."""
+def floor(model: HookedLM, saes: dict, tokens: torch.Tensor, blocked: bool = False) -> None:
+    """Hooked forward + SAE encode + one log-softmax per batch: what no pass can skip. The
+    log-softmax over the whole [batch, positions, vocab] logits, or `blocked`: 4M entries at a
+    time, as the passes take it (the same values, no [tokens, vocab] tensor)."""
     with torch.no_grad():
         for batch in batches(tokens, BATCH):
             acts, logits = model.run(batch, list(saes))
             for hook, sae in saes.items():
                 encode_codes(sae, acts[hook], 1)
-            torch.log_softmax(logits.float(), dim=-1)
+            if not blocked:
+                torch.log_softmax(logits.float(), dim=-1)
+                continue
+            block = max(1, (1 << 22) // logits.shape[-1])
+            for row in logits:
+                for start in range(0, len(row) - 1, block):
+                    torch.log_softmax(row[start : start + block].float(), dim=-1)
 
 
 @dataclass
@@ -113,6 +123,8 @@ def run_config(name: str, n_seq: int | None, repeats: int, sliding: bool) -> dic
         "bare_fp": lambda: bare(fp, tokens),
         "floor_q": lambda: floor(q, saes, tokens),
         "floor_fp": lambda: floor(fp, saes, tokens),
+        "blocked_floor_q": lambda: floor(q, saes, tokens, blocked=True),
+        "blocked_floor_fp": lambda: floor(fp, saes, tokens, blocked=True),
         "pass_q": b.pass_q,
         "pass_fp": b.pass_fp,
     }
@@ -126,6 +138,8 @@ def run_config(name: str, n_seq: int | None, repeats: int, sliding: bool) -> dic
     ratios = {
         "pass_q/floor_q": s["pass_q"] / s["floor_q"],
         "pass_fp/floor_fp": s["pass_fp"] / s["floor_fp"],
+        "pass_q/blocked_floor_q": s["pass_q"] / s["blocked_floor_q"],
+        "pass_fp/blocked_floor_fp": s["pass_fp"] / s["blocked_floor_fp"],
         "floor_q/bare_q": s["floor_q"] / s["bare_q"],
         "pass_q/bare_q": s["pass_q"] / s["bare_q"],
         "uncached_job/bare_fp+q": (s["pass_fp"] + s["pass_q"]) / bare_both,
