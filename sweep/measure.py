@@ -56,8 +56,12 @@ def next_token_logprobs(logits: torch.Tensor) -> torch.Tensor:
 
 
 def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Per-position NLL of tokens[:, 1:] under logits[:, :-1]."""
-    return -next_token_logprobs(logits).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    """Per-position NLL of tokens[:, 1:] under logits[:, :-1], in float32 (log-probs taken
+    a block at a time: `logprob_blocks`)."""
+    nll = logits.new_empty(tokens.shape[0], tokens.shape[1] - 1, dtype=torch.float32)
+    for seq, pos, _, block_nll in logprob_blocks(logits, tokens):
+        nll[seq, pos] = block_nll
+    return nll
 
 
 def logprob_blocks(
