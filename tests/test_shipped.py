@@ -1,5 +1,6 @@
 """Shipped methods (bitsandbytes, llm-compressor) against their libraries' own dequantization,
-their defining properties, and the run-as-deployed forward pass; every method end to end."""
+their defining properties, and the run-as-deployed forward pass; every method end to end
+(torchao's oracle tests: test_shipped_ao.py)."""
 
 import copy
 import importlib.util
@@ -28,8 +29,24 @@ BNB = importlib.util.find_spec("bitsandbytes") is not None
 LLMC = importlib.util.find_spec("llmcompressor") is not None
 needs_bnb = pytest.mark.skipif(not BNB, reason="bitsandbytes not installed")
 needs_llmc = pytest.mark.skipif(not LLMC, reason="llmcompressor not installed")
-SHIPPED = ["nf4", "fp4", "llm_int8", "gptq", "awq", "w8a8", "fp8", "wanda", "sparsegpt"]
-DEFAULT_BITS = {"nf4": 4, "fp4": 4, "llm_int8": 8, "w8a8": 8, "fp8": 8}
+# Every method run through a deployment library's own modules (not written back as float
+# weights like rtn, hqq, quanto): a newly registered one is covered by the end-to-end tests here.
+SHIPPED = [
+    n
+    for n in COMPRESSORS.names()
+    if COMPRESSORS.get(n).requires and not COMPRESSORS.get(n).weights_only
+]
+
+
+def default_bits(name: str) -> int:
+    """4 where the method supports it (or ignores bits), else its first supported bit-width."""
+    bits = COMPRESSORS.get(name).bits
+    return 4 if bits is None or 4 in bits else bits[0]
+
+
+def available(name: str) -> bool:
+    """Whether every library the method needs is installed."""
+    return all(importlib.util.find_spec(mod) for mod, _ in COMPRESSORS.get(name).requires)
 
 
 def method_cfg(name: str, *overrides: str) -> DictConfig:
@@ -82,6 +99,8 @@ def ct_weight(module: torch.nn.Module) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", [n for n in COMPRESSORS.names() if COMPRESSORS.get(n).bits])
 def test_unsupported_bits_name_the_supported_ones(name: str) -> None:
+    if not available(name):  # a missing library is reported first (the next test)
+        pytest.skip(f"{name}: library not installed")
     supported = COMPRESSORS.get(name).bits
     bad = next(b for b in range(2, 17) if b not in supported)
     with pytest.raises(QfeatError, match=rf"compression={name} supports bits in \{{.*\}}; got"):
@@ -236,15 +255,11 @@ TINY_JOB = [
 ]
 
 
-def available(name: str) -> bool:
-    return all(importlib.util.find_spec(mod) for mod, _ in COMPRESSORS.get(name).requires)
-
-
 @pytest.mark.parametrize("name", SHIPPED)
 def test_one_tiny_job_per_method(name: str, tmp_path: Path) -> None:
     if not available(name):
         pytest.skip(f"{name}: library not installed")
-    bits = DEFAULT_BITS.get(name, 4)
+    bits = default_bits(name)
     cfg = method_cfg(name, *TINY_JOB, f"bits={bits}", f"out_root={tmp_path}")
     metrics = run(cfg)
     (summary,) = [json.loads(p.read_text()) for p in tmp_path.rglob(SUMMARY_FILE)]
@@ -259,7 +274,7 @@ def test_method_is_a_matched_reference(name: str, tmp_path: Path) -> None:
     if not available(name):
         pytest.skip(f"{name}: library not installed")
     overrides = [*TINY_JOB, f"compression.match={name}", "compression.max_steps=4"]
-    bits = DEFAULT_BITS.get(name, 4)
+    bits = default_bits(name)
     cfg = method_cfg("magnitude_matched", *overrides, f"bits={bits}", f"out_root={tmp_path}")
     run(cfg)
     (summary,) = [json.loads(p.read_text()) for p in tmp_path.rglob(SUMMARY_FILE)]
