@@ -27,15 +27,19 @@ REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(TINY_ASSETS / "sae")
 JOB = [*SMALL, "eval.sliding_window_stride=null", "compression.calibration_sequences=8"]
 
 
-def save_bnb_nf4(path: Path) -> None:
-    """tiny loaded with transformers' BitsAndBytesConfig (QLoRA's NF4) and saved."""
-    config = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        REFERENCE, quantization_config=config, dtype=torch.float32, device_map="cpu"
-    )
-    model.save_pretrained(path)
+def save_bnb(**config):
+    """tiny loaded with transformers' BitsAndBytesConfig(**config) and saved."""
+
+    def save(path: Path) -> None:
+        model = AutoModelForCausalLM.from_pretrained(
+            REFERENCE,
+            quantization_config=BitsAndBytesConfig(**config),
+            dtype=torch.float32,
+            device_map="cpu",
+        )
+        model.save_pretrained(path)
+
+    return save
 
 
 def save_torchao(config: Callable[[ModuleType], object]):
@@ -79,7 +83,13 @@ def save_llmc(method: str, bits: int):
 
 
 CASES = {  # method, bits -> how a user would save that checkpoint
-    ("nf4", 4): ("bitsandbytes", save_bnb_nf4),
+    ("nf4", 4): (  # QLoRA's NF4
+        "bitsandbytes",
+        save_bnb(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        ),
+    ),
+    ("llm_int8", 8): ("bitsandbytes", save_bnb(load_in_8bit=True)),
     ("gptq", 4): ("llmcompressor", save_llmc("gptq", 4)),
     ("w8a8", 8): ("llmcompressor", save_llmc("w8a8", 8)),
     ("ao_int8wo", 8): ("torchao", save_torchao(lambda ao: ao.Int8WeightOnlyConfig())),

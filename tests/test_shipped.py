@@ -1,6 +1,7 @@
-"""Shipped methods (bitsandbytes, llm-compressor) against their libraries' own dequantization,
-their defining properties, and the run-as-deployed forward pass; every method end to end
-(torchao's oracle tests: test_shipped_ao.py)."""
+"""Shipped methods: pre-flight checks, llm-compressor's against compressed-tensors' own
+quantization and its defining properties, and every method end to end, alone and as the
+reference of magnitude_matched (bitsandbytes' and torchao's oracle tests: test_shipped_bnb.py,
+test_shipped_ao.py)."""
 
 import copy
 import importlib.util
@@ -25,9 +26,7 @@ from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.models import load_hf_model, load_tokenizer
 
-BNB = importlib.util.find_spec("bitsandbytes") is not None
 LLMC = importlib.util.find_spec("llmcompressor") is not None
-needs_bnb = pytest.mark.skipif(not BNB, reason="bitsandbytes not installed")
 needs_llmc = pytest.mark.skipif(not LLMC, reason="llmcompressor not installed")
 # Every method run through a deployment library's own modules (not written back as float
 # weights like rtn, hqq, quanto): a newly registered one is covered by the end-to-end tests here.
@@ -137,39 +136,6 @@ def test_cli_refuses_nf4_at_3_bits_in_one_line(tmp_path: Path) -> None:
     lines = [x for x in (proc.stdout + proc.stderr).splitlines() if "error" in x.lower()]
     assert len(lines) == 1 and "compression=nf4 supports bits in {4}; got bits=3" in lines[0]
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob(SUMMARY_FILE))
-
-
-# --------------------------------------------------------------------------------------------
-# bitsandbytes: weights are bitsandbytes' own dequantization; the forward is bnb's module.
-
-
-@needs_bnb
-@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
-def test_4bit_weights_are_bitsandbytes_dequantization(quant_type: str) -> None:
-    import bitsandbytes as bnb
-    import bitsandbytes.functional as bf
-
-    x = torch.randn(5, 512, generator=torch.Generator().manual_seed(0))
-    for name, module in modules(compressed(quant_type, 4)).items():
-        assert isinstance(module, bnb.nn.Linear4bit)
-        deq = bf.dequantize_4bit(module.weight.data, module.weight.quant_state)
-        q, state = bf.quantize_4bit(fp_weights()[name], blocksize=64, quant_type=quant_type)
-        assert torch.equal(deq, bf.dequantize_4bit(q, state))
-        assert max(len(block.unique()) for block in deq.reshape(-1, 64)) <= 2**4
-        xin = x[:, : module.in_features]
-        torch.testing.assert_close(module(xin), F.linear(xin, deq, module.bias))
-
-
-@needs_bnb
-def test_llm_int8_weights_are_bitsandbytes_int8() -> None:
-    import bitsandbytes as bnb
-    import bitsandbytes.functional as bf
-
-    for name, module in modules(compressed("llm_int8", 8)).items():
-        assert isinstance(module, bnb.nn.Linear8bitLt)
-        cb, scb, _ = bf.int8_vectorwise_quant(fp_weights()[name].half())
-        assert torch.equal(module.weight.data, cb) and torch.equal(module.weight.SCB, scb)
-        assert max(len(row.unique()) for row in module.weight.data) <= 2**8
 
 
 # --------------------------------------------------------------------------------------------
