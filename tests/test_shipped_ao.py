@@ -81,8 +81,11 @@ def test_w8a8_quantizes_activations_per_token_at_run_time() -> None:
         torch.testing.assert_close(deployed, by_hand, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ao_w8a8", "ao_fp8wo"])
-def test_a_group_size_where_torchao_has_none_is_one_line(name: str) -> None:
-    cfg = method_cfg(name, "compression.group_size=32").compression
+@pytest.mark.parametrize(
+    ("config", "name"),
+    [("ao_w8a8", "ao_w8a8"), ("ao_fp8wo", "ao_fp8wo"), ("magnitude_matched", "ao_w8a8")],
+)
+def test_a_group_size_where_torchao_has_none_is_one_line(config: str, name: str) -> None:
+    cfg = method_cfg(config, "compression.group_size=32", f"compression.match={name}")
     with pytest.raises(QfeatError, match=rf"compression={name} quantizes per output channel"):
-        check_method(cfg, 8)
+        check_method(cfg.compression, 8, name)  # as the method itself or as a matched reference

@@ -11,33 +11,50 @@ The model is then tagged as TorchAoConfig leaves a model it loads, so `save_pret
 torchao checkpoint that transformers reloads as is (`qfeat-export compression=ao_…`).
 """
 
+from typing import TYPE_CHECKING
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from transformers import TorchAoConfig
 from transformers.quantizers.auto import AutoHfQuantizer
 
-from sweep.compressors.registry import COMPRESSORS, Method, divides, library, target_linears
+from sweep.compressors.registry import (
+    COMPRESSORS,
+    Apply,
+    Check,
+    Method,
+    divides,
+    library,
+    target_linears,
+)
 from sweep.errors import QfeatError
+
+if TYPE_CHECKING:  # torchao is imported only when a method runs
+    from torchao.core.config import AOBaseConfig
 
 PIP = "torchao==0.18.0"
 INTX_BITS = (2, 3, 4, 5, 6, 7, 8)  # IntxWeightOnlyConfig's torch.int2 .. torch.int8
 GROUPED = ("ao_int8wo", "ao_intxwo")  # the methods whose torchao config takes PerGroup
 
 
-def check_group(cfg: DictConfig, bits: int) -> None:
-    """A group size only where torchao groups the weights, and a positive one."""
-    group = cfg.get("group_size")
-    if group is not None and cfg.name not in GROUPED:
-        raise QfeatError(
-            f"compression={cfg.name} quantizes per output channel in torchao; set "
-            f"compression.group_size=null (groups: {', '.join(GROUPED)})"
-        )
-    if group is not None and group < 1:
-        raise QfeatError(f"compression.group_size={group} must be positive or null")
+def group_check(name: str) -> Check:
+    """The settings check of `name`: a group size only where torchao groups, and positive."""
+
+    def check(cfg: DictConfig, bits: int) -> None:
+        group = cfg.get("group_size")
+        if group is not None and name not in GROUPED:
+            raise QfeatError(
+                f"compression={name} quantizes per output channel in torchao; set "
+                f"compression.group_size=null (groups: {', '.join(GROUPED)})"
+            )
+        if group is not None and group < 1:
+            raise QfeatError(f"compression.group_size={group} must be positive or null")
+
+    return check
 
 
-def ao_config(name: str, group_size: int | None, bits: int):
+def ao_config(name: str, group_size: int | None, bits: int) -> "AOBaseConfig":
     """torchao's config of `name` (symmetric scales; per output channel unless grouped)."""
     q = library(name, "torchao.quantization")
     group = q.PerGroup(group_size) if group_size else None
@@ -51,7 +68,7 @@ def ao_config(name: str, group_size: int | None, bits: int):
     return q.Float8WeightOnlyConfig(set_inductor_config=False)  # e4m3, per output channel
 
 
-def tag_as_loaded(model: nn.Module, config, targets: set[str]) -> None:
+def tag_as_loaded(model: nn.Module, config: "AOBaseConfig", targets: set[str]) -> None:
     """Give `model` the quantization config and quantizer TorchAoConfig loading would, with every
     other nn.Linear (the unembedding…) as a module not to convert."""
     keep = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in targets]
@@ -60,7 +77,7 @@ def tag_as_loaded(model: nn.Module, config, targets: set[str]) -> None:
     model.hf_quantizer = AutoHfQuantizer.from_config(quant, pre_quantized=False)
 
 
-def apply_ao(name: str):
+def apply_ao(name: str) -> Apply:
     """`apply` of one torchao method: quantize_ over the target layers, in place."""
 
     def apply(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, _calib) -> None:
@@ -86,5 +103,5 @@ for _name, _bits in {
     "ao_fp8wo": (8,),
 }.items():
     COMPRESSORS.register(_name)(
-        Method(apply_ao(_name), bits=_bits, requires=REQUIRES, check=check_group)
+        Method(apply_ao(_name), bits=_bits, requires=REQUIRES, check=group_check(_name))
     )
