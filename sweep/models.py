@@ -1,5 +1,6 @@
 """Load a causal LM in HF format, and the TransformerLens processing its SAEs expect."""
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from omegaconf import DictConfig
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from sweep.compressors import ao, bnb, llmc
 from sweep.constants import TINY_ASSETS
 from sweep.errors import QfeatError
 from sweep.registry import Registry
@@ -149,8 +151,13 @@ def attention_kwargs(config) -> dict:
 
 
 # Quantized checkpoint formats a model may be saved in and qfeat loads as transformers does
-# (config.json quantization_config.quant_method), each tested in tests/test_audit_shipped.py.
-CHECKPOINT_FORMATS = ("bitsandbytes", "compressed-tensors")
+# (config.json quantization_config.quant_method), each tested in tests/test_audit_shipped.py, with
+# the module transformers needs to load it and the pip line that provides it.
+CHECKPOINT_FORMATS = {
+    "bitsandbytes": ("bitsandbytes", bnb.PIP),
+    "compressed-tensors": ("compressed_tensors", llmc.PIP),
+    "torchao": ("torchao", ao.PIP),
+}
 
 
 def checkpoint_format(path: str) -> str | None:
@@ -169,14 +176,19 @@ def checkpoint_format(path: str) -> str | None:
             f"checkpoint {path!r} is quantized as {method!r}; qfeat loads plain weights and "
             f"{', '.join(CHECKPOINT_FORMATS)} checkpoints"
         )
+    module, pip = CHECKPOINT_FORMATS[method]
+    if importlib.util.find_spec(module) is None:
+        raise QfeatError(
+            f"checkpoint {path!r} is quantized as {method!r}: loading it needs `pip install {pip}`"
+        )
     return method
 
 
 def load_hf_model(cfg: DictConfig, device: torch.device) -> PreTrainedModel:
     """The HF model in eval mode, on `device`, in `cfg.dtype` (float32 on CPU).
 
-    A checkpoint saved quantized (bitsandbytes, compressed-tensors) is loaded as transformers
-    loads it, with its library's modules, so it runs as deployed.
+    A checkpoint saved quantized (bitsandbytes, compressed-tensors, torchao) is loaded as
+    transformers loads it, with its library's modules, so it runs as deployed.
     """
     path = model_path(cfg)
     quantized = checkpoint_format(path) is not None

@@ -187,7 +187,10 @@ def build_hub_cache(cache: Path) -> Path:
 
 
 def conversion_gap(name: str, layer: int) -> tuple[float, float, float]:
-    """Max |Δ| of log-probs, resid_pre and resid_post at `layer`: qfeat's HF hooks vs TL.
+    """qfeat's HF hooks vs TL at `layer`: log-probs, resid_pre, resid_post, each as the largest
+    |Δ| / (1e-5 + 1.3e-6 |x_TL|), i.e. in units of torch.testing's float32 tolerance (≤ 1 is
+    equal). The relative part matters: float32 rounding grows with the residual's size and
+    differs with the number of threads.
 
     TransformerLens converts the same HF model with its default processing (what the SAE
     releases without model_from_pretrained_kwargs get): for LayerNorm models that centres the
@@ -210,5 +213,7 @@ def conversion_gap(name: str, layer: int) -> tuple[float, float, float]:
     with torch.no_grad():
         acts, logits = HookedLM.wrap(hf, processing).run(ids, hooks)
         tl_logits, cache = tl.run_with_cache(ids, names_filter=hooks)
-    dlogp = (logits.log_softmax(-1) - tl_logits.log_softmax(-1)).abs().max().item()
-    return dlogp, *((acts[h] - cache[h]).abs().max().item() for h in hooks)
+    pairs = [(logits.log_softmax(-1), tl_logits.log_softmax(-1))] + [
+        (acts[h], cache[h]) for h in hooks
+    ]
+    return tuple(((a - b).abs() / (1e-5 + 1.3e-6 * b.abs())).max().item() for a, b in pairs)

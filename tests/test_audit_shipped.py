@@ -1,20 +1,24 @@
 """Auditing checkpoints saved by quantization libraries, loaded as transformers loads them:
 the audited r equals the in-sweep job of the same method."""
 
+import importlib
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TorchAoConfig
 
 from conftest import SMALL, compose_config
 from sweep.audit import main
 from sweep.compressors import compress_model
 from sweep.constants import FEATURES_FILE, TINY_ASSETS
 from sweep.data import build_token_sets
+from sweep.export import export
 from sweep.job import run
 from sweep.models import load_hf_model, load_tokenizer
 from sweep.record import job_dir, job_key
@@ -23,15 +27,45 @@ REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(TINY_ASSETS / "sae")
 JOB = [*SMALL, "eval.sliding_window_stride=null", "compression.calibration_sequences=8"]
 
 
-def save_bnb_nf4(path: Path) -> None:
-    """tiny loaded with transformers' BitsAndBytesConfig (QLoRA's NF4) and saved."""
-    config = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        REFERENCE, quantization_config=config, dtype=torch.float32, device_map="cpu"
-    )
-    model.save_pretrained(path)
+def save_bnb(**config):
+    """tiny loaded with transformers' BitsAndBytesConfig(**config) and saved."""
+
+    def save(path: Path) -> None:
+        model = AutoModelForCausalLM.from_pretrained(
+            REFERENCE,
+            quantization_config=BitsAndBytesConfig(**config),
+            dtype=torch.float32,
+            device_map="cpu",
+        )
+        model.save_pretrained(path)
+
+    return save
+
+
+def save_torchao(config: Callable[[ModuleType], object]):
+    """tiny loaded with transformers' TorchAoConfig(config(torchao.quantization)) and saved."""
+
+    def save(path: Path) -> None:
+        model = AutoModelForCausalLM.from_pretrained(
+            REFERENCE,
+            quantization_config=TorchAoConfig(
+                config(importlib.import_module("torchao.quantization"))
+            ),
+            dtype=torch.float32,
+            device_map="cpu",
+        )
+        model.save_pretrained(path)
+
+    return save
+
+
+def save_export(method: str, bits: int):
+    """tiny compressed by the sweep and saved by `qfeat-export` (save_pretrained)."""
+
+    def save(path: Path) -> None:
+        export(path, [*JOB, f"compression={method}", f"bits={bits}"])
+
+    return save
 
 
 def save_llmc(method: str, bits: int):
@@ -49,9 +83,29 @@ def save_llmc(method: str, bits: int):
 
 
 CASES = {  # method, bits -> how a user would save that checkpoint
-    ("nf4", 4): ("bitsandbytes", save_bnb_nf4),
+    ("nf4", 4): (  # QLoRA's NF4
+        "bitsandbytes",
+        save_bnb(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        ),
+    ),
+    ("llm_int8", 8): ("bitsandbytes", save_bnb(load_in_8bit=True)),
     ("gptq", 4): ("llmcompressor", save_llmc("gptq", 4)),
     ("w8a8", 8): ("llmcompressor", save_llmc("w8a8", 8)),
+    ("ao_int8wo", 8): ("torchao", save_torchao(lambda ao: ao.Int8WeightOnlyConfig())),
+    ("ao_w8a8", 8): (
+        "torchao",
+        save_torchao(lambda ao: ao.Int8DynamicActivationInt8WeightConfig()),
+    ),
+    ("ao_intxwo", 4): (
+        "torchao",
+        save_torchao(
+            lambda ao: ao.IntxWeightOnlyConfig(
+                weight_dtype=torch.int4, granularity=ao.PerGroup(128)
+            )
+        ),
+    ),
+    ("ao_fp8wo", 8): ("torchao", save_export("ao_fp8wo", 8)),
 }
 
 
@@ -64,7 +118,7 @@ def test_audit_of_a_library_checkpoint_equals_the_sweep_job(method, bits, tmp_pa
     save(ckpt)
     AutoTokenizer.from_pretrained(REFERENCE).save_pretrained(ckpt)
     quant = json.loads((ckpt / "config.json").read_text())["quantization_config"]
-    assert quant["quant_method"] in ("bitsandbytes", "compressed-tensors")
+    assert quant["quant_method"] in ("bitsandbytes", "compressed-tensors", "torchao")
     fields = [f"reference={REFERENCE}", f"candidate={ckpt}", f"sae={SAE}"]
     assert main([*fields, *JOB, f"out_root={tmp_path / 'audit'}"]) == 0
     (features,) = (tmp_path / "audit" / "audit" / "jobs").glob(f"*/{FEATURES_FILE}")
@@ -80,14 +134,32 @@ def test_audit_of_a_library_checkpoint_equals_the_sweep_job(method, bits, tmp_pa
     assert diff.max() < 1e-6
 
 
-def test_unknown_checkpoint_format_is_one_line_before_loading(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(
+    ("quant_method", "missing", "message"),
+    [
+        (
+            "mystery",
+            None,
+            "quantized as 'mystery'; qfeat loads plain weights and bitsandbytes, "
+            "compressed-tensors, torchao checkpoints",
+        ),
+        ("torchao", "torchao", "quantized as 'torchao': loading it needs `pip install torchao==0"),
+    ],
+)
+def test_unloadable_checkpoint_is_one_line_before_loading(
+    quant_method: str, missing: str | None, message: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
     ckpt = tmp_path / "odd"
     ckpt.mkdir()
     config = json.loads((Path(REFERENCE) / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "mystery", "bits": 4}
+    config["quantization_config"] = {"quant_method": quant_method, "bits": 4}
     (ckpt / "config.json").write_text(json.dumps(config))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda mod, *a: None if mod == missing else real(mod, *a)
+    )
     fields = [f"reference={REFERENCE}", f"candidate={ckpt}", f"sae={SAE}"]
     assert main([*fields, *SMALL, f"out_root={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "quantized as 'mystery'" in err[0] and "bitsandbytes" in err[0]
+    assert len(err) == 1 and message in err[0], err
     assert not list(tmp_path.rglob(FEATURES_FILE))

@@ -47,7 +47,8 @@ def test_shipped_config_composes_and_validates() -> None:
         ("sae.name=nope", "unknown sae 'nope'"),
         (
             "compression.name=zip",
-            "unknown compression 'zip'; choose one of: awq, fp4, fp8, gptq, hqq, ",
+            "unknown compression 'zip'; choose one of: "
+            "ao_fp8wo, ao_int8wo, ao_intxwo, ao_w8a8, awq, fp4, ",
         ),
         ("compression.granularity=group", "positive compression.group_size"),
         ("survival.blurred=0.95", "survival.blurred < survival.survived"),

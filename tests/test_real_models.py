@@ -103,7 +103,8 @@ def test_real_config_runs_offline(hub, tmp_path, monkeypatch, model, sae, layers
 
 
 def test_hf_hooks_equal_transformer_lens(hub, monkeypatch):
-    """The measured HF forward hooks read what TransformerLens computes, to 1e-5."""
+    """The measured HF forward hooks read what TransformerLens computes, within torch.testing's
+    float32 tolerance (atol 1e-5, rtol 1.3e-6) for log-probs and activations."""
     env = offline_env(monkeypatch, hub)
     code = (
         "import hub_fixture as h;"
@@ -114,8 +115,8 @@ def test_hf_hooks_equal_transformer_lens(hub, monkeypatch):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     gaps = list(map(float, proc.stdout.split()[-6:]))
-    print("max |HF hook - TL| (gemma logp, pre, post; pythia logp, pre, post):", gaps)
-    assert max(gaps) < 1e-5, gaps
+    print("HF hook vs TL / tolerance (gemma logp, pre, post; pythia logp, pre, post):", gaps)
+    assert max(gaps) <= 1.0, gaps
 
 
 def test_pile_source_reads_cached_dataset(hub, monkeypatch):

@@ -1,5 +1,7 @@
-"""Shipped methods (bitsandbytes, llm-compressor) against their libraries' own dequantization,
-their defining properties, and the run-as-deployed forward pass; every method end to end."""
+"""Shipped methods: pre-flight checks, llm-compressor's against compressed-tensors' own
+quantization and its defining properties, and every method end to end, alone and as the
+reference of magnitude_matched (bitsandbytes' and torchao's oracle tests: test_shipped_bnb.py,
+test_shipped_ao.py)."""
 
 import copy
 import importlib.util
@@ -24,12 +26,26 @@ from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.models import load_hf_model, load_tokenizer
 
-BNB = importlib.util.find_spec("bitsandbytes") is not None
 LLMC = importlib.util.find_spec("llmcompressor") is not None
-needs_bnb = pytest.mark.skipif(not BNB, reason="bitsandbytes not installed")
 needs_llmc = pytest.mark.skipif(not LLMC, reason="llmcompressor not installed")
-SHIPPED = ["nf4", "fp4", "llm_int8", "gptq", "awq", "w8a8", "fp8", "wanda", "sparsegpt"]
-DEFAULT_BITS = {"nf4": 4, "fp4": 4, "llm_int8": 8, "w8a8": 8, "fp8": 8}
+# Every method run through a deployment library's own modules (not written back as float
+# weights like rtn, hqq, quanto): a newly registered one is covered by the end-to-end tests here.
+SHIPPED = [
+    n
+    for n in COMPRESSORS.names()
+    if COMPRESSORS.get(n).requires and not COMPRESSORS.get(n).weights_only
+]
+
+
+def default_bits(name: str) -> int:
+    """4 where the method supports it (or ignores bits), else its first supported bit-width."""
+    bits = COMPRESSORS.get(name).bits
+    return 4 if bits is None or 4 in bits else bits[0]
+
+
+def available(name: str) -> bool:
+    """Whether every library the method needs is installed."""
+    return all(importlib.util.find_spec(mod) for mod, _ in COMPRESSORS.get(name).requires)
 
 
 def method_cfg(name: str, *overrides: str) -> DictConfig:
@@ -82,6 +98,8 @@ def ct_weight(module: torch.nn.Module) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", [n for n in COMPRESSORS.names() if COMPRESSORS.get(n).bits])
 def test_unsupported_bits_name_the_supported_ones(name: str) -> None:
+    if not available(name):  # a missing library is reported first (the next test)
+        pytest.skip(f"{name}: library not installed")
     supported = COMPRESSORS.get(name).bits
     bad = next(b for b in range(2, 17) if b not in supported)
     with pytest.raises(QfeatError, match=rf"compression={name} supports bits in \{{.*\}}; got"):
@@ -118,39 +136,6 @@ def test_cli_refuses_nf4_at_3_bits_in_one_line(tmp_path: Path) -> None:
     lines = [x for x in (proc.stdout + proc.stderr).splitlines() if "error" in x.lower()]
     assert len(lines) == 1 and "compression=nf4 supports bits in {4}; got bits=3" in lines[0]
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob(SUMMARY_FILE))
-
-
-# --------------------------------------------------------------------------------------------
-# bitsandbytes: weights are bitsandbytes' own dequantization; the forward is bnb's module.
-
-
-@needs_bnb
-@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
-def test_4bit_weights_are_bitsandbytes_dequantization(quant_type: str) -> None:
-    import bitsandbytes as bnb
-    import bitsandbytes.functional as bf
-
-    x = torch.randn(5, 512, generator=torch.Generator().manual_seed(0))
-    for name, module in modules(compressed(quant_type, 4)).items():
-        assert isinstance(module, bnb.nn.Linear4bit)
-        deq = bf.dequantize_4bit(module.weight.data, module.weight.quant_state)
-        q, state = bf.quantize_4bit(fp_weights()[name], blocksize=64, quant_type=quant_type)
-        assert torch.equal(deq, bf.dequantize_4bit(q, state))
-        assert max(len(block.unique()) for block in deq.reshape(-1, 64)) <= 2**4
-        xin = x[:, : module.in_features]
-        torch.testing.assert_close(module(xin), F.linear(xin, deq, module.bias))
-
-
-@needs_bnb
-def test_llm_int8_weights_are_bitsandbytes_int8() -> None:
-    import bitsandbytes as bnb
-    import bitsandbytes.functional as bf
-
-    for name, module in modules(compressed("llm_int8", 8)).items():
-        assert isinstance(module, bnb.nn.Linear8bitLt)
-        cb, scb, _ = bf.int8_vectorwise_quant(fp_weights()[name].half())
-        assert torch.equal(module.weight.data, cb) and torch.equal(module.weight.SCB, scb)
-        assert max(len(row.unique()) for row in module.weight.data) <= 2**8
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,15 +221,11 @@ TINY_JOB = [
 ]
 
 
-def available(name: str) -> bool:
-    return all(importlib.util.find_spec(mod) for mod, _ in COMPRESSORS.get(name).requires)
-
-
 @pytest.mark.parametrize("name", SHIPPED)
 def test_one_tiny_job_per_method(name: str, tmp_path: Path) -> None:
     if not available(name):
         pytest.skip(f"{name}: library not installed")
-    bits = DEFAULT_BITS.get(name, 4)
+    bits = default_bits(name)
     cfg = method_cfg(name, *TINY_JOB, f"bits={bits}", f"out_root={tmp_path}")
     metrics = run(cfg)
     (summary,) = [json.loads(p.read_text()) for p in tmp_path.rglob(SUMMARY_FILE)]
@@ -259,7 +240,7 @@ def test_method_is_a_matched_reference(name: str, tmp_path: Path) -> None:
     if not available(name):
         pytest.skip(f"{name}: library not installed")
     overrides = [*TINY_JOB, f"compression.match={name}", "compression.max_steps=4"]
-    bits = DEFAULT_BITS.get(name, 4)
+    bits = default_bits(name)
     cfg = method_cfg("magnitude_matched", *overrides, f"bits={bits}", f"out_root={tmp_path}")
     run(cfg)
     (summary,) = [json.loads(p.read_text()) for p in tmp_path.rglob(SUMMARY_FILE)]

@@ -3,7 +3,7 @@
 Importing the package registers every family; each imports its library only when used.
 """
 
-from sweep.compressors import bnb, hqq, llmc, magnitude, quanto, rtn  # noqa: F401  (registration)
+from sweep.compressors import ao, bnb, hqq, llmc, magnitude, quanto, rtn  # noqa: F401 (registration)
 from sweep.compressors.registry import (
     COMPRESSORS,
     Method,

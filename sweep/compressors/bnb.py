@@ -2,11 +2,14 @@
 
 Every target nn.Linear is replaced by the module transformers' BitsAndBytesConfig would put
 there (bnb.nn.Linear4bit / bnb.nn.Linear8bitLt, quantized by bitsandbytes when placed on the
-device), so the measured forward pass is bitsandbytes' own. NF4/FP4 dequantize blocks of
-`compression.group_size` weights (bitsandbytes' blocksize, default 64) and compute in the
-model's dtype. LLM.int8 keeps int8 weights with one absmax scale per row; on CUDA bitsandbytes
-also quantizes activations per row, keeping outlier columns (|x| > 6) in 16 bit, while on CPU
-it multiplies by the dequantized int8 weights (bitsandbytes' MatMul8bitFp): what it runs where.
+device), so the measured forward pass is bitsandbytes' own, in eval mode as transformers loads
+it (replacements take the mode of the layer they replace; bitsandbytes' kernels depend on it).
+NF4/FP4 quantize blocks of `compression.group_size` weights (bitsandbytes' blocksize, default 64)
+and compute in the model's dtype, except on a CPU with AVX512-BF16, where bitsandbytes 0.50.2
+repacks them for its fused kernel, which computes in bfloat16. LLM.int8 keeps int8 weights with
+one absmax scale per row and quantizes each input row to int8 at run time, on CPU as on CUDA,
+multiplying outlier columns (|x| ≥ 6) unquantized (MatMul8bitLt); only in train mode on CPU does
+it multiply by the dequantized weights instead (MatMul8bitFp).
 """
 
 from omegaconf import DictConfig
@@ -30,9 +33,15 @@ def check_4bit(cfg: DictConfig, bits: int) -> None:
 
 
 def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    """Put `module` where `name` is in `model`."""
+    """Put `module` where `name` is in `model`, in the replaced module's train/eval mode.
+
+    The mode matters to bitsandbytes: in eval mode LLM.int8 quantizes activations (on CPU too),
+    in train mode it multiplies by dequantized weights instead.
+    """
     parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
+    owner = model.get_submodule(parent) if parent else model
+    module.train(getattr(owner, child).training)
+    setattr(owner, child, module)
 
 
 def linear_4bit(layer: nn.Linear, quant_type: str, blocksize: int) -> nn.Module:
