@@ -22,6 +22,9 @@ from sweep.hooked import HookedLM, decoder_layers, parse_hook
 from sweep.measure import batches, encode_codes, next_token_logprobs
 
 STEER, ABLATE = "steer", "ablate"
+# Elements of float64 log-probs one edited forward may produce (2^26: 512 MiB): on tiny all
+# sampled features share a forward; at a 256k vocabulary each feature has its own.
+EDIT_BLOCK_ELEMENTS = 2**26
 
 
 @dataclass
@@ -68,6 +71,12 @@ def _base(lm: HookedLM, sae: SAE, hook: str, batch: torch.Tensor, features: list
     return next_token_logprobs(logits).double(), codes
 
 
+def feature_group_size(rows: int, positions: int, vocab: int) -> int:
+    """How many features one edited forward carries: their copies of a batch of `rows`
+    sequences stacked, with the float64 log-probs of the stack within `EDIT_BLOCK_ELEMENTS`."""
+    return max(1, EDIT_BLOCK_ELEMENTS // (rows * positions * vocab))
+
+
 @torch.no_grad()
 def feature_effects(
     lm: HookedLM,
@@ -84,7 +93,8 @@ def feature_effects(
     """Effects of steering or ablating each feature in `features` on `tokens` [n, seq_len].
 
     `scales` [len(features)] are the features' FP peak activations (steering strength unit).
-    Positions before `first` (BOS) are never edited nor scored.
+    Positions before `first` (BOS) are never edited nor scored. Several features share one
+    forward: the batch is repeated once per feature and each copy gets its own edit.
     """
     n, vocab = len(features), lm.d_vocab
     mean_effect = torch.zeros(n, vocab, dtype=torch.float64)
@@ -98,16 +108,22 @@ def feature_effects(
         mask = torch.zeros(batch.shape[1], 1, device=lm.device, dtype=w_dec.dtype)
         mask[first:] = 1
         count += scored.shape[0] * scored.shape[1]
-        for j in range(n):
+        group = feature_group_size(*batch.shape, vocab)
+        for lo in range(0, n, group):
+            js = list(range(lo, min(n, lo + group)))
             if mode == STEER:
-                change = mask * ((alpha * float(scales[j])) * w_dec[j])
+                steer = (alpha * scales[js].to(w_dec))[:, None, None, None] * w_dec[js, None, None]
+                change = mask * steer.expand(-1, *batch.shape, -1)
             else:
-                change = mask * (-codes[..., j, None] * w_dec[j])
+                change = mask * (-codes[..., js].movedim(-1, 0)[..., None] * w_dec[js, None, None])
+            change = change.flatten(0, 1)  # [features × rows, pos, d_model]
+            stacked = batch.repeat(len(js), 1)
             with edited_residual(lm, hook, lambda h, c=change: h + c.to(h.dtype)):
-                edited = next_token_logprobs(lm(batch)).double()[:, first:]
+                edited = next_token_logprobs(lm(stacked)).double()[:, first:]
+            edited = edited.unflatten(0, (len(js), batch.shape[0]))
             diff = edited - scored
-            mean_effect[j] += diff.sum((0, 1)).cpu()
-            kl[j] += (scored.exp() * (scored - edited)).sum(-1).sum().cpu()
+            mean_effect[js] += diff.sum((1, 2)).cpu()
+            kl[js] += (scored.exp() * (scored - edited)).sum((1, 2, 3)).cpu()
     return Effects(mean_effect / count, kl / count)
 
 
