@@ -101,15 +101,16 @@ def _umask() -> int:
     return mask
 
 
-def check_writable(directory: Path) -> None:
-    """Fail before any heavy work when results could not be written to `directory`."""
+def check_writable(directory: Path, what: str = "results") -> None:
+    """Fail before any heavy work when `what` could not be written to `directory` (the probe
+    has a unique name, so concurrent jobs checking one directory do not race)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise QfeatError(f"cannot write results to {str(directory)!r}: {err.strerror}") from err
+        raise QfeatError(f"cannot write {what} to {str(directory)!r}: {err.strerror}") from err
 
 
 def _atomic_replace(path: Path, write) -> None:

@@ -18,7 +18,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
 from sweep.errors import QfeatError
-from sweep.record import write_json_atomic
+from sweep.record import check_writable, write_json_atomic
 from sweep.sparse import NonzeroFinder
 
 log = logging.getLogger(__name__)
@@ -167,17 +167,11 @@ def load_reference(entry: Path) -> Reference | None:
 
 
 def check_cache_root(root: str | None) -> None:
-    """Fail early, before any model loads, if the cache root cannot be written."""
+    """Fail early, before any model loads, if the cache root cannot be written (a probe file of
+    a unique name: jobs of one sweep check the same root at once)."""
     if root is None:
         return
-    path = Path(root)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise QfeatError(f"reference cache root {root!r} is not writable: {err}") from err
+    check_writable(Path(root), what="the FP reference cache")
 
 
 def load_or_compute(

@@ -3,6 +3,7 @@
 import json
 import multiprocessing as mp
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -101,9 +102,23 @@ def test_different_tokens_or_settings_never_share_a_key() -> None:
 def test_unwritable_cache_root_fails_early(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(QfeatError, match="not writable"):
+    with pytest.raises(QfeatError, match="cannot write the FP reference cache"):
         check_cache_root(str(blocker / "cache"))
     check_cache_root(None)
+
+
+def test_jobs_checking_one_cache_root_at_once_do_not_collide(tmp_path: Path) -> None:
+    """The jobs of a sweep start together and each probe the shared root (CI once saw one
+    job fail because another had removed a probe file of the same name)."""
+    root = str(tmp_path / "cache")
+
+    def probe_often(_: int) -> None:
+        for _ in range(200):
+            check_cache_root(root)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(probe_often, range(8)))
+    assert list(Path(root).iterdir()) == []
 
 
 def _racer(root: str, log: str) -> bool:
