@@ -26,7 +26,7 @@ from analysis.tables import (
     to_markdown,
     write_tables,
 )
-from analysis.tables_fit import FIT_NAMES, FIT_TITLES
+from analysis.tables_fit import FIT_TITLES, fit_names
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -118,7 +118,7 @@ def _sections(
     skipped_tables: list[tuple[str, str]],
 ) -> list[tuple[str, str, str]]:
     """(title, html body, markdown body) of each report section."""
-    names = {"headline": headline_names(col), "matched": MATCHED, **FIT_NAMES}
+    names = {"headline": headline_names(col), "matched": MATCHED, **fit_names(col)}
     titles = {
         "headline": "Headline numbers",
         "matched": "Quantization vs matched pruning",

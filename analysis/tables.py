@@ -12,7 +12,7 @@ from analysis.collect import Collection
 from analysis.formatting import cell, config_value, number, percent
 from analysis.overlap import overlap_table
 from analysis.summarize import CELL, survival_summary
-from analysis.tables_fit import FIT_CAPTIONS, FIT_NAMES, NUMERIC, fidelity, sae_fit
+from analysis.tables_fit import FIT_CAPTIONS, FIT_NAMES, NUMERIC, fidelity, fit_names, sae_fit
 from sweep.constants import SUMMARY_FILE
 
 log = logging.getLogger("qfeat.analysis")
@@ -165,7 +165,7 @@ def write_tables(
         ),
     ]
     specs += [
-        (n, FIT_CAPTIONS[n], f(col), FIT_NAMES[n])
+        (n, FIT_CAPTIONS[n], f(col), fit_names(col)[n])
         for n, f in (("sae_fit", sae_fit), ("fidelity", fidelity))
     ]
     tables, skipped = [], []

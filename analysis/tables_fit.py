@@ -1,5 +1,8 @@
 """SAE fit and steering/ablation fidelity tables, one row per job × SAE, from summary.json.
 
+Rows carry the sweep's varying config keys (e.g. `sae.name` when SAE families are swept at
+one hook), so two jobs that differ only there are told apart.
+
 `sae_fit` (per hook: FP and compressed explained variance, L0, CE loss clean and spliced) says
 how well the FP SAE still fits the compressed model; `fidelity` (per hook: sample size, α and
 mean steering fidelity of surviving vs damaged features) says whether damage by r is also damage
@@ -13,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import Collection
+from analysis.formatting import config_value
 
 FIT_METRICS = {
     "explained_variance": "explained variance",
@@ -60,12 +64,18 @@ FIT_CAPTIONS = {
 NUMERIC = {c for names in FIT_NAMES.values() for c in names if c not in IDS}
 
 
+def fit_names(col: Collection) -> dict[str, dict[str, str]]:
+    """Column headers of each table: its fixed ones and the sweep's varying config keys."""
+    return {name: {**IDS, **col.dims.columns(), **names} for name, names in FIT_NAMES.items()}
+
+
 def _job_rows(col: Collection, block: str) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
     """(job identifiers, hook, per-hook value) for every job whose summary has `block`."""
     out = []
     for job in col.jobs.to_dict("records"):
         per_hook = (col.summaries.get(f"{job['sweep']}/{job['key']}") or {}).get(block) or {}
         ids = {"sweep": job["sweep"], **{k: job[k] for k in IDS if k in job}}
+        ids |= {c: config_value(job[c]) for c in col.dims.columns() if c in job}
         out += [(ids, hook, v) for hook, v in per_hook.items() if isinstance(v, dict)]
     return out
 
@@ -74,9 +84,11 @@ def _ordered(rows: list[dict[str, Any]], names: dict[str, str], col: Collection)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    extra = [c for c in frame.columns if c not in names and c != "sweep"]
+    config = [c for c in col.dims.columns() if c in frame.columns]
+    known = [*IDS, *config, *(c for c in names if c not in IDS)]
+    extra = [c for c in frame.columns if c not in known and c != "sweep"]
     lead = ["sweep"] if col.dims.sweeps > 1 else []
-    return frame.reindex(columns=[*lead, *names, *extra])
+    return frame.reindex(columns=[*lead, *known, *extra])
 
 
 def sae_fit(col: Collection) -> pd.DataFrame:

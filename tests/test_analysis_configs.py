@@ -24,6 +24,7 @@ from analysis.figures import make_figures
 from analysis.formatting import config_value, number, percent
 from analysis.summarize import label, series_groups, survival_summary
 from analysis.tables import headline, headline_names
+from analysis.tables_fit import fidelity, fit_names, sae_fit
 from conftest import ROOT
 from sweep.constants import FEATURES_FILE, JOBS_DIR, SUMMARY_FILE
 
@@ -199,6 +200,33 @@ def test_sae_family_is_a_dimension_with_its_own_figure(
         "toy L1 rtn sae=tiny-relu",
         "toy L1 rtn sae=tiny-topk",
     ]
+
+
+def test_sae_fit_and_fidelity_rows_name_the_sae_family(tmp_path: Path) -> None:
+    """Families swept at one hook share the hook name: their fit and fidelity rows must still
+    say which SAE they are (the rows are per job, never pooled; unlabelled they look alike)."""
+    root = tmp_path / "s"
+    for i, (name, ev) in enumerate((("tiny-relu", 0.8), ("tiny-topk", 0.9))):
+        fit = {"explained_variance": ev, "l0": 40.0, "ce_loss": 3.0, "ce_loss_spliced": 3.1}
+        block = {"n_features": 2, "n_damaged": 1, "alpha": 4.0, "mean_steer_r_survived": ev}
+        write_job(
+            root,
+            f"{i}".ljust(16, "0"),
+            config={"sae.name": name},
+            sae_fit={HOOK: {"fp": fit, "q": fit}},
+            fidelity={HOOK: block},
+        )
+    col = collect([root])
+    for table, value in (
+        (sae_fit(col), "fp_explained_variance"),
+        (fidelity(col), "mean_steer_r_survived"),
+    ):
+        assert list(table.columns[:5]) == ["model", "compression", "bits", "sae", "config.sae.name"]
+        assert table.set_index("config.sae.name")[value].to_dict() == {
+            "tiny-relu": 0.8,
+            "tiny-topk": 0.9,
+        }
+    assert fit_names(col)["fidelity"]["config.sae.name"] == "sae"
 
 
 def test_two_hooks_in_one_job_are_two_saes(tmp_path: Path, figs: dict[str, plt.Figure]) -> None:
