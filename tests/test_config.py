@@ -1,21 +1,24 @@
 """Bad input fails with one clear line before any heavy work."""
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from sae_lens import StandardSAE, StandardSAEConfig
 
 import sweep.compressors.variants
 import sweep.job
-from conftest import ROOT, SMALL, compose_config
+from conftest import CONF_DIR, ROOT, SMALL, compose_config
 from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.saes import check_sae_fits
-from sweep.schema import validate
+from sweep.schema import register_configs, validate
 
 
 @pytest.fixture
@@ -27,6 +30,35 @@ def no_heavy_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(sweep.job, "load_hf_model", boom)
     monkeypatch.setattr(sweep.job, "load_tokenizer", boom)
+
+
+def sweep_points(preset: str) -> list[list[str]]:
+    """Every job's overrides of an `experiment/` preset's own sweep (one list per job)."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", [f"+experiment={preset}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.get("params") or {}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    axes = [
+        [
+            f"{o.get_key_element()}={v}"
+            for v in (o.sweep_iterator() if o.is_sweep_override() else [o.value()])
+        ]
+        for o in parsed
+    ]
+    return [list(point) for point in itertools.product(*axes)]
+
+
+@pytest.mark.parametrize(
+    "preset", sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
+)
+def test_every_experiment_preset_composes_and_validates_at_every_point(preset: str) -> None:
+    """Each shipped preset's grid, job by job, passes the checks a launch runs first."""
+    points = sweep_points(preset)
+    for point in points:
+        validate(compose_config([f"+experiment={preset}", *point]))
+    if preset == "tiny_families":
+        assert len(points) == 18
 
 
 def test_shipped_config_composes_and_validates() -> None:
