@@ -23,7 +23,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from sweep.compose import compose_config
 from sweep.compressors.variants import Variants
-from sweep.constants import FEATURES_FILE, SURVIVED
+from sweep.constants import FEATURES_FILE, SURVIVED, TINY_SAES
 from sweep.errors import QfeatError
 from sweep.job import run
 from sweep.models import MODELS, checkpoint_format, load_hf_model, model_path
@@ -42,19 +42,24 @@ log = logging.getLogger("qfeat.audit")
 
 
 def sae_overrides(spec: str) -> list[str]:
-    """`release:id` (an SAE-Lens release) or a local SAE-Lens directory -> Hydra overrides."""
+    """A shipped SAE config name, `release:id` (an SAE-Lens release) or a local SAE-Lens
+    directory -> Hydra overrides."""
+    if spec in TINY_SAES:
+        return [f"sae={spec}"]
     if Path(spec).is_dir():
         hook = json.loads((Path(spec) / "cfg.json").read_text())["metadata"]["hook_name"]
-        return ["sae=tiny", "sae.name=local", f"sae.path={spec}", f"sae.layer={hook.split('.')[1]}"]
+        return ["sae.name=local", f"sae.path={spec}", f"sae.layer={hook.split('.')[1]}"]
     if ":" not in spec:
-        raise QfeatError(f"sae={spec!r} is neither a directory nor 'release:sae_id'")
+        raise QfeatError(
+            f"sae={spec!r} is neither a directory, 'release:sae_id' nor one of "
+            f"{', '.join(TINY_SAES)}"
+        )
     release, sae_id = spec.split(":", 1)
     layer = re.search(r"\d+", sae_id)
     if layer is None:
         raise QfeatError(f"cannot tell the layer of SAE-Lens id {sae_id!r}")
     template = f"{sae_id[: layer.start()]}{{layer}}{sae_id[layer.end() :]}"
     return [
-        "sae=tiny",
         "sae.name=sae_lens",
         f"sae.release={release}",
         f"sae.sae_id='{template}'",

@@ -67,3 +67,5 @@ TOKENS_FILE = "tokens.parquet"
 
 # The embedded tiny model's packaged artefacts (built by `python -m sweep.tiny.build`).
 TINY_ASSETS = ASSET_DIR
+# Its SAEs, one per family people use (`sae=<name>` -> TINY_ASSETS/sae/<family>).
+TINY_SAES = {"tiny-relu": "relu", "tiny-jumprelu": "jumprelu", "tiny-topk": "topk"}

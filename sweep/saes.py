@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from sae_lens import SAE
 
-from sweep.constants import TINY_ASSETS
+from sweep.constants import TINY_ASSETS, TINY_SAES
 from sweep.errors import QfeatError, one_line
 from sweep.hooked import HookedLM
 from sweep.models import load_error
@@ -48,13 +48,16 @@ def local_sae_path(cfg: DictConfig) -> Path | None:
     """The SAE-Lens directory a local SAE loads from (`sae.path`, else the embedded one)."""
     if cfg.path:
         return Path(cfg.path)
-    return TINY_ASSETS / "sae" if cfg.name == "tiny" else None
+    family = TINY_SAES.get(cfg.name)
+    return TINY_ASSETS / "sae" / family if family else None
 
 
-@SAES.register("tiny")
 @SAES.register("local")
+@SAES.register("tiny-relu")
+@SAES.register("tiny-jumprelu")
+@SAES.register("tiny-topk")
 def load_local_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
-    """An SAE in SAE-Lens' on-disk format at `sae.path` (default: the tiny model's SAE)."""
+    """An SAE in SAE-Lens' on-disk format at `sae.path` (default: a tiny model's SAE)."""
     path = local_sae_path(cfg)
     if path is None:
         raise QfeatError("sae.name=local needs sae.path (an SAE-Lens directory)")

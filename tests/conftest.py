@@ -51,6 +51,13 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides or []))
 
 
+def default_sae_dir() -> Path:
+    """The SAE-Lens directory of the shipped default SAE (conf/config.yaml's `sae`)."""
+    from sweep.saes import local_sae_path
+
+    return local_sae_path(compose_config().sae)
+
+
 @pytest.fixture
 def small_cfg(tmp_path: Path) -> DictConfig:
     """The default job, shrunk, writing under tmp_path."""

@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from conftest import SMALL, compose_config
+from conftest import SMALL, compose_config, default_sae_dir
 from sweep.audit import main
 from sweep.constants import FEATURES_FILE, TINY_ASSETS
 from sweep.export import main as export_main
 from sweep.job import run
 from sweep.record import job_dir, job_key
 
-REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(TINY_ASSETS / "sae")
+REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(default_sae_dir())
 
 
 @pytest.fixture(scope="module")

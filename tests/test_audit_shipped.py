@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TorchAoConfig
 
-from conftest import SMALL, compose_config
+from conftest import SMALL, compose_config, default_sae_dir
 from sweep.audit import main
 from sweep.compressors import compress_model
 from sweep.constants import FEATURES_FILE, TINY_ASSETS
@@ -23,7 +23,7 @@ from sweep.job import run
 from sweep.models import load_hf_model, load_tokenizer
 from sweep.record import job_dir, job_key
 
-REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(TINY_ASSETS / "sae")
+REFERENCE, SAE = str(TINY_ASSETS / "lm"), str(default_sae_dir())
 JOB = [*SMALL, "eval.sliding_window_stride=null", "compression.calibration_sequences=8"]
 
 

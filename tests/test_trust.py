@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SMALL, compose_config
+from conftest import ROOT, SMALL, compose_config, default_sae_dir
 from sweep.constants import FEATURES_FILE, OUTCOME_FILE, SUMMARY_FILE, TINY_ASSETS
 from sweep.data import decode_text
 from sweep.errors import QfeatError
@@ -78,7 +78,7 @@ def test_fp_reference_key_is_the_same_in_two_checkouts(tmp_path: Path, tiny) -> 
     identities = []
     for name in ("a", "b"):
         shutil.copytree(TINY_ASSETS / "lm", tmp_path / name / "lm")
-        shutil.copytree(TINY_ASSETS / "sae", tmp_path / name / "sae")
+        shutil.copytree(default_sae_dir(), tmp_path / name / "sae")
         cfg = compose_config(
             [
                 *SMALL,
@@ -169,7 +169,7 @@ def test_binary_data_file_is_one_line(tmp_path: Path) -> None:
 
 def broken_sae(tmp_path: Path, damage: str) -> Path:
     sae = tmp_path / "sae"
-    shutil.copytree(TINY_ASSETS / "sae", sae)
+    shutil.copytree(default_sae_dir(), sae)
     weights = sae / "sae_weights.safetensors"
     if damage == "truncated":
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])

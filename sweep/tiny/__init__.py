@@ -1,8 +1,9 @@
-"""The embedded default model `tiny`: a small GPT-NeoX LM, its tokenizer and a residual SAE.
+"""The embedded default model `tiny`: a small GPT-NeoX LM, its tokenizer and three residual SAEs.
 
-Everything is trained offline from the installed Python's own documentation
-(`pydoc_data.topics`) by `python -m sweep.tiny.build`; the committed artefacts live in
-`ASSET_DIR` (`lm/`, `sae/`, `heldout.txt`, `manifest.json`).
+Everything is trained offline from text every CPython install carries (`pydoc_data.topics` and
+the standard library's source) by `python -m sweep.tiny.build`; the committed artefacts live in
+`ASSET_DIR` (`lm/`, `sae/<family>/` for relu, jumprelu and topk, `heldout.txt`,
+`manifest.json`).
 """
 
 from pathlib import Path

@@ -4,10 +4,12 @@ Why `pydoc_data.topics`: it ships with every CPython install (it backs `help("to
 is present offline on any machine; it is English prose (with some code) about Python, i.e.
 natural-language-like text an LM and SAE can learn structure from; and it is a plain dict,
 so reading it is deterministic. Topics with identical text (e.g. "else" and "if") are kept
-once. The split is by document (topic name), never by character
-offset, so no held-out sentence is ever seen in training: topic names are sorted, shuffled
-with a fixed seed, and taken in that order into the held-out set until it holds
-`heldout_frac` of the characters. Its text differs between Python versions, so the build
+once. The split is by document, never by character offset, and never separates two topics
+that share a line: pydoc topics repeat whole sections of one another (`compound` holds `with`,
+`try`, `if`...), so topics are first joined into overlap groups (any shared line of at least
+`MIN_SHARED_LINE` characters), the groups are shuffled with a fixed seed and taken into the
+held-out set until it holds `heldout_frac` of the characters. No held-out line of that length
+then appears in any train topic. The text differs between Python versions, so the build
 records the corpus sha256 and writes the held-out text to `heldout.txt` for measurement.
 """
 
@@ -18,6 +20,7 @@ import json
 import random
 
 EOT = "<|endoftext|>"
+MIN_SHARED_LINE = 40  # a line this long shared by two topics puts them on one side
 
 
 def load_topics() -> dict[str, str]:
@@ -39,21 +42,51 @@ def corpus_sha256(topics: dict[str, str]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def long_lines(text: str, min_len: int = MIN_SHARED_LINE) -> set[str]:
+    """The stripped lines of `text` at least `min_len` characters long."""
+    return {s for line in text.splitlines() if len(s := line.strip()) >= min_len}
+
+
+def overlap_groups(topics: dict[str, str]) -> list[list[str]]:
+    """Topics joined (transitively) when they share a long line; each group sorted, groups too."""
+    parent = {name: name for name in topics}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    owner: dict[str, str] = {}
+    for name in sorted(topics):
+        for line in sorted(long_lines(topics[name])):
+            if line in owner:
+                parent[root(name)] = root(owner[line])
+            else:
+                owner[line] = name
+    groups: dict[str, list[str]] = {}
+    for name in sorted(topics):
+        groups.setdefault(root(name), []).append(name)
+    return sorted(groups.values())
+
+
 def split_documents(
     topics: dict[str, str], heldout_frac: float = 0.2, seed: int = 0
 ) -> tuple[list[str], list[str]]:
-    """Return (train_names, heldout_names): a deterministic document-level split."""
-    names = sorted(topics)
-    random.Random(seed).shuffle(names)
-    total = sum(len(topics[n]) for n in names)
+    """Return (train_names, heldout_names): a deterministic split by overlap group."""
+    groups = overlap_groups(topics)
+    random.Random(seed).shuffle(groups)
+    total = sum(len(text) for text in topics.values())
     heldout: list[str] = []
     size = 0
-    for name in names:
+    for group in groups:
         if size >= heldout_frac * total:
             break
-        heldout.append(name)
-        size += len(topics[name])
-    train = [n for n in names if n not in set(heldout)]
+        if size + sum(len(topics[n]) for n in group) > 2 * heldout_frac * total:
+            continue  # a group too large to hold out would leave too little to train on
+        heldout.extend(group)
+        size += sum(len(topics[n]) for n in group)
+    train = [n for n in topics if n not in set(heldout)]
     return sorted(train), sorted(heldout)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import scipy.stats
 import torch
 
 
@@ -82,4 +83,44 @@ def sae_metrics(sae: Any, acts: torch.Tensor, batch_size: int = 4096) -> dict[st
         "mean_l0": l0_sum / acts.shape[0],
         "dead_fraction": 1.0 - fired.float().mean().item(),
         "n_tokens": int(acts.shape[0]),
+    }
+
+
+def excess_kurtosis(values: torch.Tensor) -> float:
+    """Fisher (excess) kurtosis of all entries (scipy): 0 for a Gaussian, more for heavy tails."""
+    return float(scipy.stats.kurtosis(values.detach().double().flatten().numpy(), fisher=True))
+
+
+@torch.no_grad()
+def lm_properties(model: Any, chunks: torch.Tensor, batch_size: int = 32) -> dict[str, Any]:
+    """Heavy tails of the LM: weight kurtosis of the block matrices, residual outliers per layer.
+
+    Per residual stream (after each block): max |x| / mean |x| over held-out tokens and
+    dimensions, and the number of outlier dimensions (mean |x| more than 3 standard deviations
+    above the mean over dimensions, as in Kovaleva et al. 2021).
+    """
+    kurt = [
+        excess_kurtosis(p)
+        for name, p in model.named_parameters()
+        if p.dim() == 2 and ".layers." in name
+    ]
+    model.eval()
+    n_layers = model.config.num_hidden_layers
+    abs_sum = torch.zeros(n_layers, model.config.hidden_size, dtype=torch.float64)
+    abs_max = torch.zeros(n_layers, dtype=torch.float64)
+    count = 0
+    for i in range(0, chunks.shape[0], batch_size):
+        hs = model(input_ids=chunks[i : i + batch_size], output_hidden_states=True).hidden_states
+        for layer in range(n_layers):
+            x = hs[layer + 1][:, 1:].double().abs().flatten(0, 1)
+            abs_sum[layer] += x.sum(0)
+            abs_max[layer] = torch.maximum(abs_max[layer], x.max())
+        count += chunks[i : i + batch_size, 1:].numel()
+    dim_mean = abs_sum / count
+    outliers = dim_mean > dim_mean.mean(1, keepdim=True) + 3 * dim_mean.std(1, keepdim=True)
+    return {
+        "weight_excess_kurtosis_mean": sum(kurt) / len(kurt),
+        "weight_excess_kurtosis_max": max(kurt),
+        "resid_max_over_mean_abs": (abs_max / dim_mean.mean(1)).tolist(),
+        "resid_outlier_dims": outliers.sum(1).tolist(),
     }

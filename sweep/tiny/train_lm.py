@@ -22,11 +22,11 @@ class LMSettings:
     n_heads: int = 4
     d_mlp: int = 512
     context_size: int = 128
-    dropout: float = 0.1
-    steps: int = 300
+    dropout: float = 0.0  # as Pythia
+    steps: int = 2000
     batch_size: int = 32
     lr: float = 3e-3
-    warmup_steps: int = 30
+    warmup_steps: int = 100
     weight_decay: float = 0.1
     seed: int = 0
 
