@@ -15,6 +15,7 @@ import torch
 from sweep.constants import TINY_SAES
 from sweep.tiny import ASSET_DIR, corpus, quality, stdlib
 from sweep.tiny import tokenizer as tok_lib
+from sweep.tiny.resume import Prior, file_digests
 from sweep.tiny.texts import gather, join
 from sweep.tiny.train_sae import FAMILIES
 
@@ -220,3 +221,21 @@ def test_stdlib_split_depends_on_path_only(tmp_path: Path) -> None:
     assert {p: stdlib.is_heldout(p, 0.5) for p in files} == sides and "z.py" in more
     train, held = stdlib.split_files(more, 0.5)
     assert sorted(train + held) == sorted(more) and not set(train) & set(held)
+
+
+def test_an_sae_is_reused_only_on_the_same_training_activations(tmp_path: Path) -> None:
+    """Same settings and intact files are not enough: an SAE trained on another number of
+    activation tokens (`sae_train_tokens`) is retrained."""
+    (tmp_path / "sae" / "relu").mkdir(parents=True)
+    (tmp_path / "sae" / "relu" / "w").write_bytes(b"weights")
+    record = {
+        "corpus": {"sae_train_tokens": 1000},
+        "saes": {"relu": {"settings": {"lr": 1.0}}},
+        "stage_times_s": {"sae_relu": 1.0},
+        "files": file_digests(tmp_path),
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(record))
+    prior = Prior(tmp_path)
+    assert prior.sae_reusable("relu", {"lr": 1.0}, {"corpus": {"sae_train_tokens": 1000}})
+    assert not prior.sae_reusable("relu", {"lr": 1.0}, {"corpus": {"sae_train_tokens": 2000}})
+    assert not prior.sae_reusable("relu", {"lr": 2.0}, {"corpus": {"sae_train_tokens": 1000}})

@@ -211,7 +211,7 @@ def build(out: Path, quick: bool = False) -> dict[str, Any]:
     log.info("[5/6] SAEs: %s at %d× d_model", ", ".join(bs.saes), bs.saes["relu"].expansion)
     for family, sae_s in bs.saes.items():
         stage = f"sae_{family}"
-        if "lm" in stages.reused and prior.sae_reusable(family, asdict(sae_s)):
+        if "lm" in stages.reused and prior.sae_reusable(family, asdict(sae_s), manifest):
             log.info("  %s: reusing %s", family, out / "sae" / family)
             stages.done(stage, prior.stage_time(stage))
         else:

@@ -11,24 +11,20 @@ threads, deterministic kernels), so a reused stage equals what retraining it wou
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from sweep.fingerprint import file_digest
+
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    """Return the sha256 hex digest of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def file_digests(out: Path, under: str = "") -> dict[str, str]:
     """sha256 of every file below `out / under` (paths relative to `out`), manifest excluded."""
     root = out / under if under else out
     return {
-        str(p.relative_to(out)): sha256_file(p)
+        str(p.relative_to(out)): file_digest(p)
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -62,12 +58,15 @@ class Prior:
             and self._files_intact("lm")
         )
 
-    def sae_reusable(self, family: str, settings: dict) -> bool:
-        """The SAE in out/sae/<family> was trained with these settings and is unchanged
-        (only asked once the LM it was trained on has been reused)."""
+    def sae_reusable(self, family: str, settings: dict, current: dict[str, Any]) -> bool:
+        """The SAE in out/sae/<family> was trained with these settings on the same training
+        activations as the build in progress (`current`) has, and is unchanged (only asked
+        once the LM those activations come from has been reused)."""
         prior = self.record.get("saes", {}).get(family, {})
+        sae_tokens = self.record.get("corpus", {}).get("sae_train_tokens")
         return (
             prior.get("settings") == settings
+            and sae_tokens == current["corpus"]["sae_train_tokens"]
             and f"sae_{family}" in self.record.get("stage_times_s", {})
             and self._files_intact(f"sae/{family}")
         )
@@ -75,10 +74,6 @@ class Prior:
     def stage_time(self, stage: str) -> float:
         """The recorded wall time of a stage of the earlier run."""
         return float(self.record["stage_times_s"][stage])
-
-    def sae_record(self, family: str) -> dict[str, Any]:
-        """The earlier run's record of one SAE."""
-        return dict(self.record["saes"][family])
 
 
 def _corpus_hashes(corpus: dict) -> tuple:
