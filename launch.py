@@ -3,15 +3,15 @@
 import hydra
 from omegaconf import DictConfig
 
-from sweep.entry import run_safely
-from sweep.schema import register_configs
+from sweep.cli.launch import run_safely
+from sweep.config.schema import register_configs
 
 register_configs()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> dict | None:
-    """Run one job; returns its metrics."""
+def main(cfg: DictConfig) -> float | None:
+    """Run one job; returns the fraction of its active features that survived."""
     return run_safely(cfg)
 
 

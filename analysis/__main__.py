@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.collect import AnalysisError, collect
-from analysis.contexts import parse_named
+from analysis.load.collect import AnalysisError, collect
+from analysis.load.contexts import parse_named
 
 PROG = "qfeat-analysis"
 log = logging.getLogger("qfeat.analysis")
@@ -61,12 +61,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from analysis.report import write_report
+    from analysis.report.page import write_report
 
     start = time.perf_counter()
     col = collect(args.sweeps)
-    if col.jobs.empty:
-        raise AnalysisError(f"all {len(col.skipped)} jobs were skipped; see the warnings above")
     out = args.out or args.sweeps[0] / "report"
     named = parse_named(args.feature)
     page = write_report(col, out, args.n_boot, args.seed, args.cards, named)
@@ -76,7 +74,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from analysis.features import contexts_report, format_table, pick, worst_features
+    from analysis.tables.features import contexts_report, format_table, pick, worst_features
 
     col = collect(args.sweeps)
     chosen = (args.model, args.bits, args.compression, args.sae, args.worst)

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 
 import torch
-from omegaconf import OmegaConf
 from sae_lens import (
     JumpReLUSAE,
     JumpReLUSAEConfig,
@@ -21,8 +20,8 @@ from sae_lens import (
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from sweep.compressors import compress_model
-from sweep.hooked import HookedLM
-from sweep.schema import CompressionConfig
+from sweep.config.compression import RTNConfig
+from sweep.inputs.hooked import HookedLM
 
 SHAPES = {
     # Pythia-70M's architecture (random weights are fine for timing).
@@ -58,7 +57,7 @@ def random_neox(shape: str, n_ctx: int = SEQ_LEN, seed: int = 0) -> GPTNeoXForCa
 def rtn_copy(hf: GPTNeoXForCausalLM, bits: int) -> HookedLM:
     """An RTN-compressed copy of `hf` (per-channel, symmetric), wrapped for measurement."""
     q = copy.deepcopy(hf)
-    compress_model(q, OmegaConf.structured(CompressionConfig(name="rtn")), bits)
+    compress_model(q, RTNConfig(bits=bits))
     return HookedLM.wrap(q, PROCESSING)
 
 

@@ -3,7 +3,7 @@
 python -m benchmarks.extras_cost [--repeats 3] [--json PATH] [OVERRIDE ...]
 
 Each variant is the default job (the embedded model and SAE, RTN 4-bit) composed from the
-shipped config plus OVERRIDEs, run by `sweep.job.run` into a fresh directory with no reference
+shipped config plus OVERRIDEs, run by `sweep.job.run.run` into a fresh directory with no reference
 cache, so every run computes its FP reference and its compressed pass. The baseline turns every
 extra off (`eval.contexts_k=0 eval.sae_fit_sequences=0 fidelity.max_features=0`); each other
 variant turns one extra back on at its shipped default, and `all` is the shipped default job.
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import load_average
-from sweep.compose import compose_config
-from sweep.job import run
+from sweep.config.compose import compose_config
+from sweep.job.run import run
 
 OFF = {"eval.contexts_k": "0", "eval.sae_fit_sequences": "0", "fidelity.max_features": "0"}
 # Variant name -> the extras it leaves off (every other extra is at its shipped default).

@@ -36,8 +36,9 @@ def child(shape: str, d_sae: int, n_seq: int) -> None:
         random_tokens,
         rtn_copy,
     )
-    from sweep.hooked import HookedLM
-    from sweep.measure import compute_reference, measure
+    from sweep.inputs.hooked import HookedLM
+    from sweep.passes.measure import measure
+    from sweep.passes.reference import compute_reference
 
     hf = random_neox(shape)
     fp, q = HookedLM.wrap(hf, PROCESSING), rtn_copy(hf, 4)

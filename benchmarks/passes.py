@@ -11,7 +11,7 @@ interleaved after one warm-up each, median CPU time:
   encode of every measured token, and one log-softmax of the logits for loss and KL, over the
   whole logits tensor; blocked_floor_*: the same with the log-softmax taken in blocks of 4M
   entries, as the passes now take it (no [tokens, vocab] tensor: a stricter floor).
-- pass_q: the compressed measurement pass as a job runs it (`sweep.measure.measure`: paired
+- pass_q: the compressed measurement pass as a job runs it (`sweep.passes.measure.measure`: paired
   streaming statistics, top-16 contexts, loss, KL) against the FP reference.
 - pass_fp: the FP reference pass (`compute_reference`: sparse codes, loss, top-128 log-probs).
 - sliding_q (first configuration of each shape): the compressed model's sliding-window
@@ -40,9 +40,11 @@ from benchmarks.common import (
     random_tokens,
     rtn_copy,
 )
-from sweep.hooked import HookedLM
-from sweep.measure import batches, compute_reference, encode_codes, measure
-from sweep.perplexity import sliding_window_loss
+from sweep.inputs.hooked import HookedLM
+from sweep.passes.logprobs import batches, encode_codes
+from sweep.passes.measure import measure
+from sweep.passes.perplexity import sliding_window_loss
+from sweep.passes.reference import compute_reference
 
 BATCH, CONTEXTS_K, KL_TOP_K, STRIDE = 8, 16, 128, 64
 # name -> (shape, SAE family, d_sae, target mean L0, default sequences)

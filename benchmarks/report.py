@@ -13,7 +13,6 @@ averages measured around it; the file also records the threads, the git commit a
 import argparse
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,15 +20,7 @@ import torch
 
 from benchmarks import extras_cost, memory, passes, sweep_vs_naive
 from benchmarks.common import load_average
-
-
-def git_commit() -> str:
-    """The checkout's commit, with `+dirty` when the tree has uncommitted changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
-
-    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain") else "")
+from sweep.base.provenance import git_commit
 
 
 def main() -> None:

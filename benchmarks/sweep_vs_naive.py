@@ -29,15 +29,10 @@ from benchmarks.common import (
     random_tokens,
     rtn_copy,
 )
-from sweep.hooked import HookedLM
-from sweep.measure import (
-    batches,
-    compute_reference,
-    encode_codes,
-    hooked_forward,
-    measure,
-    next_token_nll,
-)
+from sweep.inputs.hooked import HookedLM
+from sweep.passes.logprobs import batches, encode_codes, next_token_nll
+from sweep.passes.measure import measure
+from sweep.passes.reference import compute_reference
 
 BITS, BATCH = (4, 5, 6, 7, 8), 8
 
@@ -47,7 +42,7 @@ def dense_codes(model, sae, hook: str, tokens: torch.Tensor) -> np.ndarray:
     codes, losses = [], []
     with torch.no_grad():
         for b in batches(tokens, BATCH):
-            acts, logits = hooked_forward(model, b, [hook])
+            acts, logits = model.run(b, [hook])
             codes.append(encode_codes(sae, acts[hook], 1))
             losses.append(next_token_nll(logits, b).mean())
     return torch.cat(codes).numpy()

@@ -1,4 +1,6 @@
-"""Shared fixtures: seeding, composing the shipped Hydra configs, one tiny model per session."""
+"""Shared fixtures: seeding, composing the shipped Hydra configs, one tiny model per session;
+tests under tests/e2e are marked `e2e` (run apart: `pytest -m "not e2e and not slurm"` is the
+unit tier)."""
 
 import random
 import subprocess
@@ -8,13 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from sweep.schema import register_configs
+from sweep.config.compose import compose_config
+from sweep.config.compression import CompressionConfig
+from sweep.config.validate import method_config
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = str(ROOT / "conf")
+E2E = Path(__file__).resolve().parent / "e2e"
+# A bound on every subprocess a test starts (a hung child fails its test, never the suite).
+SUBPROCESS_TIMEOUT_S = 600
 # Shrinks any shipped config to a seconds-long CPU job.
 SMALL = [
     "data.n_sequences=16",
@@ -36,7 +41,14 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def launch(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is an end-to-end run: marked `e2e`."""
+    for item in items:
+        if E2E in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def launch(*args: str, timeout: int = SUBPROCESS_TIMEOUT_S) -> subprocess.CompletedProcess:
     """`python launch.py ARGS` from the repository root, as a user runs it; must succeed."""
     cmd = [sys.executable, "launch.py", *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -44,18 +56,16 @@ def launch(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return proc
 
 
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The real shipped config, composed as launch.py would, with test overrides."""
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides or []))
+def method(*overrides: str) -> CompressionConfig:
+    """A compression method's typed config, composed from the shipped conf/ as a job would."""
+    return method_config(compose_config(list(overrides)))
 
 
 def default_sae_dir() -> Path:
     """The SAE-Lens directory of the shipped default SAE (conf/config.yaml's `sae`)."""
-    from sweep.saes import local_sae_path
+    from sweep.config.locations import local_sae_path
 
-    return local_sae_path(compose_config().sae)
+    return local_sae_path(compose_config([]).sae)
 
 
 @pytest.fixture
@@ -69,12 +79,12 @@ def tiny():
     """The embedded model once: HF model, its hooked wrapper, TL oracle, tokenizer, SAE, tokens."""
     from types import SimpleNamespace
 
+    from sweep.config.locations import model_path
+    from sweep.inputs.data import build_token_sets
+    from sweep.inputs.hooked import HookedLM
+    from sweep.inputs.models import load_hf_model, load_tokenizer, tl_processing
+    from sweep.inputs.saes import check_sae_fits, load_saes
     from tl_oracle import to_hooked
-
-    from sweep.data import build_token_set
-    from sweep.hooked import HookedLM
-    from sweep.models import load_hf_model, load_tokenizer, model_path, tl_processing
-    from sweep.saes import check_sae_fits, load_saes
 
     cfg = compose_config(SMALL)
     device = torch.device("cpu")
@@ -91,6 +101,6 @@ def tiny():
         tokenizer=tokenizer,
         sae=sae,
         hook=check_sae_fits(sae, model),
-        tokens=build_token_set(cfg.data, tokenizer),
+        tokens=build_token_sets(cfg.data, tokenizer)[0],
         processing=processing,
     )

@@ -194,14 +194,15 @@ def conversion_gap(name: str, layer: int) -> tuple[float, float, float]:
 
     TransformerLens converts the same HF model with its default processing (what the SAE
     releases without model_from_pretrained_kwargs get): for LayerNorm models that centres the
-    residual stream, which sweep.hooked reproduces. Run with HF_HUB_OFFLINE=1 and HF_HUB_CACHE
-    at a cache from `build_hub_cache`.
+    residual stream, which sweep.inputs.hooked reproduces. Run with HF_HUB_OFFLINE=1 and
+    HF_HUB_CACHE at a cache from `build_hub_cache`.
     """
     from omegaconf import OmegaConf
-    from tl_oracle import to_hooked
 
-    from sweep.hooked import HookedLM
-    from sweep.models import load_hf_model, model_path, tl_processing
+    from sweep.config.locations import model_path
+    from sweep.inputs.hooked import HookedLM
+    from sweep.inputs.models import load_hf_model, tl_processing
+    from tl_oracle import to_hooked
 
     cfg = OmegaConf.create({"name": name, "path": None, "dtype": "float32"})
     hf = load_hf_model(cfg, torch.device("cpu"))

@@ -14,7 +14,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import loading_from_pretrained as tl_loading
 from transformers import AutoTokenizer, PreTrainedModel
 
-from sweep.models import hub_cache_dir
+from sweep.inputs.hub import hub_cache_dir
 
 log = logging.getLogger(__name__)
 

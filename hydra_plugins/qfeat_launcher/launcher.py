@@ -94,13 +94,13 @@ class _Watching:
         return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
 
     def _outcome_file(self, t: Tracked) -> Path:
-        from sweep.constants import OUTCOME_FILE
+        from sweep.results.files import OUTCOME_FILE
 
         return self._job_dir(t) / OUTCOME_FILE
 
     def _record_failure(self, t: Tracked) -> None:
         """A failed outcome for a job that ended without one of its own."""
-        from sweep.outcomes import Outcome, write_outcome
+        from sweep.job.outcomes import Outcome, write_outcome
 
         if self._outcome_file(t).exists():
             return

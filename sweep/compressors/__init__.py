@@ -6,10 +6,7 @@ Importing the package registers every family; each imports its library only when
 from sweep.compressors import ao, bnb, hqq, llmc, magnitude, quanto, rtn  # noqa: F401 (registration)
 from sweep.compressors.registry import (
     COMPRESSORS,
-    Method,
-    check_method,
     compress_model,
-    needs_calibration,
     restore_targets,
     snapshot_targets,
     target_linears,
@@ -17,10 +14,7 @@ from sweep.compressors.registry import (
 
 __all__ = [
     "COMPRESSORS",
-    "Method",
-    "check_method",
     "compress_model",
-    "needs_calibration",
     "restore_targets",
     "snapshot_targets",
     "target_linears",

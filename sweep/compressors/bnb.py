@@ -9,27 +9,19 @@ and compute in the model's dtype, except on a CPU with AVX512-BF16, where bitsan
 repacks them for its fused kernel, which computes in bfloat16. LLM.int8 keeps int8 weights with
 one absmax scale per row and quantizes each input row to int8 at run time, on CPU as on CUDA,
 multiplying outlier columns (|x| ≥ 6) unquantized (MatMul8bitLt); only in train mode on CPU does
-it multiply by the dequantized weights instead (MatMul8bitFp).
+it multiply by the dequantized weights instead (MatMul8bitFp). The model is then tagged as
+transformers tags a model it loads quantized, so `save_pretrained` writes a bitsandbytes
+checkpoint (`qfeat-export compression=nf4 …`).
 """
 
-from omegaconf import DictConfig
 from torch import nn
+from transformers import BitsAndBytesConfig
+from transformers.quantizers.auto import AutoHfQuantizer
 
-from sweep.compressors.registry import COMPRESSORS, Method, divides, library, target_linears
-from sweep.errors import QfeatError
+from sweep.compressors.registry import COMPRESSORS, divides, library, target_linears
+from sweep.config.compression import BnB4bitConfig, LLMInt8Config
 
-PIP = "bitsandbytes==0.50.2"
-BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)  # bitsandbytes' 4-bit block sizes
 INT8_THRESHOLD = 6.0  # transformers' llm_int8_threshold default: the outlier cut of LLM.int8
-
-
-def check_4bit(cfg: DictConfig, bits: int) -> None:
-    """The block size is one bitsandbytes quantizes with."""
-    if cfg.group_size is not None and cfg.group_size not in BLOCKSIZES:
-        raise QfeatError(
-            f"compression.group_size={cfg.group_size}; bitsandbytes 4-bit blocks are "
-            f"{list(BLOCKSIZES)} (null: 64)"
-        )
 
 
 def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -89,28 +81,38 @@ def linear_int8(layer: nn.Linear) -> nn.Module:
     return module.to(weight.device)
 
 
-def apply_4bit(quant_type: str):
-    """`apply` of NF4 or FP4."""
-
-    def apply(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, _calib) -> None:
-        layers = target_linears(model, list(cfg.targets))
-        blocksize = cfg.group_size or 64
-        divides(layers, blocksize, lambda layer: layer.weight.numel())
-        for name, layer in layers:
-            replace_module(model, name, linear_4bit(layer, quant_type, blocksize))
-
-    return apply
+def tag_as_loaded(model: nn.Module, quant: BitsAndBytesConfig) -> None:
+    """Give `model` the quantization config and quantizer that loading it with `quant` would,
+    every plain nn.Linear left (the unembedding…) as a module to skip, so `save_pretrained`
+    writes a bitsandbytes checkpoint that transformers reloads as is (`qfeat-export`)."""
+    quant.llm_int8_skip_modules = [n for n, m in model.named_modules() if type(m) is nn.Linear]
+    model.config.quantization_config = quant
+    model.hf_quantizer = AutoHfQuantizer.from_config(quant, pre_quantized=False)
 
 
-def apply_int8(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, _calib) -> None:
+def apply_4bit(model: nn.Module, cfg: BnB4bitConfig, _calibration) -> None:
+    """NF4 or FP4 (cfg.name is bitsandbytes' quant_type) of every target layer."""
+    layers = target_linears(model, list(cfg.targets))
+    blocksize = cfg.group_size or 64
+    divides(layers, blocksize, lambda layer: layer.weight.numel())
+    dtype = layers[0][1].weight.dtype
+    for name, layer in layers:
+        replace_module(model, name, linear_4bit(layer, cfg.name, blocksize))
+    tag_as_loaded(
+        model,
+        BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.name, bnb_4bit_compute_dtype=dtype
+        ),
+    )
+
+
+def apply_int8(model: nn.Module, cfg: LLMInt8Config, _calibration) -> None:
     """LLM.int8 of every target layer."""
     for name, layer in target_linears(model, list(cfg.targets)):
         replace_module(model, name, linear_int8(layer))
+    tag_as_loaded(model, BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=INT8_THRESHOLD))
 
 
-REQUIRES = (("bitsandbytes", PIP),)
-for _name in ("nf4", "fp4"):
-    COMPRESSORS.register(_name)(
-        Method(apply_4bit(_name), bits=(4,), requires=REQUIRES, check=check_4bit)
-    )
-COMPRESSORS.register("llm_int8")(Method(apply_int8, bits=(8,), requires=REQUIRES))
+COMPRESSORS.register("nf4")(apply_4bit)
+COMPRESSORS.register("fp4")(apply_4bit)
+COMPRESSORS.register("llm_int8")(apply_int8)

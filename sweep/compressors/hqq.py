@@ -8,32 +8,22 @@ model, as for RTN. The library is imported on first use, so qfeat imports withou
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
-from sweep.compressors.registry import COMPRESSORS, Layers, Method, divides, library, weight_method
-from sweep.errors import QfeatError
-
-HQQ_BITS = (2, 3, 4, 5, 6, 8)  # Quantizer.SUPPORTED_BITS within qfeat's 2..16 (1, 1.58 are below)
-PIP = "hqq==0.2.8.post1"
+from sweep.compressors.registry import COMPRESSORS, Layers, divides, library, weight_method
+from sweep.config.compression import HQQConfig
 
 
-def check_hqq(cfg: DictConfig, bits: int) -> None:
-    """Axis and group size are settings HQQ accepts."""
-    if cfg.axis not in (0, 1):
-        raise QfeatError(f"compression.axis={cfg.axis}; HQQ quantizes along axis 0 or 1")
-    group_size = cfg.group_size
-    if group_size is not None and (group_size < 8 or group_size % 8):
-        raise QfeatError(f"compression.group_size={group_size}; HQQ needs a multiple of 8 or null")
-
-
-def hqq_params(cfg: DictConfig, bits: int) -> dict[str, Any]:
+def hqq_params(cfg: HQQConfig) -> dict[str, Any]:
     """HQQ's weight_quant_params from its own BaseQuantizeConfig, with qfeat's overrides."""
-    check_hqq(cfg, bits)
     quantize = library("hqq", "hqq.core.quantize")
-    config = quantize.BaseQuantizeConfig(nbits=bits, group_size=cfg.group_size, axis=cfg.axis)
+    config = quantize.BaseQuantizeConfig(nbits=cfg.bits, group_size=cfg.group_size, axis=cfg.axis)
     params = dict(config["weight_quant_params"])
     params["optimize"] = bool(cfg.optimize)
     return params
+
+
+def _quantizer():
+    return library("hqq", "hqq.core.quantize").Quantizer
 
 
 def hqq_quantize(weight: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Tensor, dict]:
@@ -42,7 +32,7 @@ def hqq_quantize(weight: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Te
     Bit-packing is lossless storage, so it is skipped: HQQ 0.2.8's 3-bit unpacking fails when
     group_size is null, and the unpacked codes dequantize to the same values.
     """
-    quantizer = library("hqq", "hqq.core.quantize").Quantizer
+    quantizer = _quantizer()
     w_q, meta = quantizer.quantize(
         weight.detach(),
         device=weight.device,
@@ -56,12 +46,12 @@ def hqq_quantize(weight: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Te
 
 def hqq_dequantize(w_q: torch.Tensor, meta: dict) -> torch.Tensor:
     """HQQ's own dequantization: unpack, (q − zero) · scale, reshape to the weight's shape."""
-    return library("hqq", "hqq.core.quantize").Quantizer.dequantize(w_q, meta)
+    return _quantizer().dequantize(w_q, meta)
 
 
-def hqq_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
+def hqq_layers(layers: Layers, cfg: HQQConfig) -> None:
     """HQQ fake quantization of every target weight (biases stay FP)."""
-    params = hqq_params(cfg, bits)
+    params = hqq_params(cfg)
     if params["group_size"] is not None:
         divides(layers, params["group_size"], lambda layer: layer.weight.numel())
     for _, layer in layers:
@@ -69,12 +59,4 @@ def hqq_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> N
         weight.copy_(hqq_dequantize(*hqq_quantize(weight, params)).to(weight.dtype))
 
 
-COMPRESSORS.register("hqq")(
-    Method(
-        weight_method(hqq_layers),
-        bits=HQQ_BITS,
-        requires=(("hqq", PIP),),
-        check=check_hqq,
-        weights_only=True,
-    )
-)
+COMPRESSORS.register("hqq")(weight_method(hqq_layers))

@@ -12,15 +12,13 @@ import logging
 from contextlib import contextmanager
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 from transformers import AutoTokenizer
 
-from sweep.compressors.registry import COMPRESSORS, Method, library, target_linears
-from sweep.errors import QfeatError
+from sweep.base.errors import QfeatError
+from sweep.compressors.registry import COMPRESSORS, library, target_linears
+from sweep.config.compression import METHODS, CalibratedConfig
 
-PIP = "llmcompressor==0.14.0.1"
-WEIGHT_BITS = (2, 3, 4, 5, 6, 7, 8)  # compressed-tensors' integer weights
 SMOOTHQUANT_STRENGTH = 0.8  # llm-compressor's W8A8 examples
 # GPT-NeoX's norm -> consuming layer pairs (llm-compressor knows Llama, Gemma, … itself).
 NEOX_MAPPINGS = {
@@ -29,22 +27,16 @@ NEOX_MAPPINGS = {
 }
 
 
-def check_group(cfg: DictConfig, bits: int) -> None:
-    """A group size must be positive (null: one scale per output channel)."""
-    if cfg.group_size is not None and cfg.group_size < 1:
-        raise QfeatError(f"compression.group_size={cfg.group_size} must be positive or null")
-
-
-def weight_args(cfg: DictConfig, bits: int):
+def weight_args(cfg: CalibratedConfig):
     """compressed-tensors' symmetric integer weight quantization, per group or per channel."""
-    ct = library("gptq", "compressed_tensors.quantization")
+    ct = library(cfg.name, "compressed_tensors.quantization")
     strategy = "group" if cfg.group_size else "channel"
     return ct.QuantizationArgs(
-        num_bits=bits, type="int", symmetric=True, strategy=strategy, group_size=cfg.group_size
+        num_bits=cfg.bits, type="int", symmetric=True, strategy=strategy, group_size=cfg.group_size
     )
 
 
-def neox_mappings(model: nn.Module, cfg: DictConfig) -> list[tuple[str, str]] | None:
+def neox_mappings(model: nn.Module, cfg: CalibratedConfig) -> list[tuple[str, str]] | None:
     """(norm, layer) regex pairs for GPT-NeoX, whose layout llm-compressor does not know."""
     if model.config.model_type != "gpt_neox":
         return None
@@ -66,8 +58,9 @@ MODIFIERS = {  # llm-compressor module of each modifier class used
 }
 
 
-def recipe(name: str, model: nn.Module, cfg: DictConfig, bits: int, sparsity: float) -> list:
-    """llm-compressor's modifiers for `name` over the target layers."""
+def recipe(model: nn.Module, cfg: CalibratedConfig) -> list:
+    """llm-compressor's modifiers for the method `cfg` configures, over the target layers."""
+    name = cfg.name
 
     def mod(cls: str):
         return getattr(library(name, MODIFIERS[cls]), cls)
@@ -78,7 +71,7 @@ def recipe(name: str, model: nn.Module, cfg: DictConfig, bits: int, sparsity: fl
     scheme = library(name, "compressed_tensors.quantization").QuantizationScheme
     mappings = neox_mappings(model, cfg)
     if name in ("gptq", "awq"):
-        groups = {"qfeat": scheme(targets=targets, weights=weight_args(cfg, bits))}
+        groups = {"qfeat": scheme(targets=targets, weights=weight_args(cfg))}
         if name == "gptq":
             return [mod("GPTQModifier")(config_groups=groups, ignore=ignore)]
         pairs = None if mappings is None else [mod("AWQMapping")(n, [x]) for n, x in mappings]
@@ -92,7 +85,7 @@ def recipe(name: str, model: nn.Module, cfg: DictConfig, bits: int, sparsity: fl
     if name == "fp8":
         return [mod("QuantizationModifier")(scheme="FP8_DYNAMIC", targets=targets, ignore=ignore)]
     pruner = mod("WandaPruningModifier" if name == "wanda" else "SparseGPTModifier")
-    return [pruner(sparsity=sparsity, mask_structure="0:0", targets=targets, ignore=ignore)]
+    return [pruner(sparsity=cfg.sparsity, mask_structure="0:0", targets=targets, ignore=ignore)]
 
 
 @contextmanager
@@ -131,40 +124,31 @@ def calibration_set(tokens: torch.Tensor):
     )
 
 
-def apply_oneshot(name: str):
-    """`apply` of one llm-compressor method."""
-
-    def apply(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, calibration) -> None:
-        try:
-            processor = AutoTokenizer.from_pretrained(model.name_or_path)
-        except (OSError, ValueError) as err:
-            raise QfeatError(
-                f"compression={name}: llm-compressor needs the model's tokenizer next to it "
-                f"({model.name_or_path!r}): {err}"
-            ) from err
-        oneshot = library(name, "llmcompressor").oneshot
-        with quiet_cpu_calibration():
-            oneshot(
-                model=model,
-                dataset=calibration_set(calibration),
-                recipe=recipe(name, model, cfg, bits, sparsity),
-                processor=processor,
-                num_calibration_samples=len(calibration),
-                max_seq_length=calibration.shape[1],
-                pipeline="sequential",
-            )
-
-    return apply
-
-
-REQUIRES = (("llmcompressor", PIP), ("compressed_tensors", PIP))
-for _name, _bits in {"gptq": WEIGHT_BITS, "awq": WEIGHT_BITS, "w8a8": (8,), "fp8": (8,)}.items():
-    COMPRESSORS.register(_name)(
-        Method(
-            apply_oneshot(_name), bits=_bits, requires=REQUIRES, calibrated=True, check=check_group
+def apply_oneshot(model: nn.Module, cfg: CalibratedConfig, calibration: torch.Tensor) -> None:
+    """llm-compressor's oneshot with the method's recipe on the calibration slice, in place."""
+    try:
+        processor = AutoTokenizer.from_pretrained(model.name_or_path)
+    except (OSError, ValueError) as err:
+        raise QfeatError(
+            f"compression={cfg.name}: llm-compressor needs the model's tokenizer next to it "
+            f"({model.name_or_path!r}): {err}"
+        ) from err
+    oneshot = library(cfg.name, "llmcompressor").oneshot
+    with quiet_cpu_calibration():
+        oneshot(
+            model=model,
+            dataset=calibration_set(calibration),
+            recipe=recipe(model, cfg),
+            processor=processor,
+            num_calibration_samples=len(calibration),
+            max_seq_length=calibration.shape[1],
+            pipeline="sequential",
+            # The slice is already a seeded draw: in its own order, a job (and its export)
+            # does not depend on the global random state (llm-compressor shuffles by default).
+            shuffle_calibration_samples=False,
         )
-    )
-for _name in ("wanda", "sparsegpt"):
-    COMPRESSORS.register(_name)(
-        Method(apply_oneshot(_name), requires=REQUIRES, calibrated=True, prunes=True)
-    )
+
+
+for _name in METHODS.names():
+    if issubclass(METHODS.get(_name), CalibratedConfig):
+        COMPRESSORS.register(_name)(apply_oneshot)

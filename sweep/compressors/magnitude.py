@@ -5,12 +5,11 @@ from collections.abc import Iterator, Sequence
 from numbers import Real
 
 import torch
-from omegaconf import DictConfig
 
-from sweep.compressors.registry import COMPRESSORS, Layers, Method, weight_method
-from sweep.errors import QfeatError
+from sweep.base.errors import QfeatError
+from sweep.compressors.registry import COMPRESSORS, Layers, weight_method
+from sweep.config.compression import SCOPES, MagnitudeConfig
 
-SCOPES = ("matrix", "global")
 # Bit pattern of float32 +inf: non-negative float32 values sort like their int32 bit patterns.
 _INF_BITS = 0x7F800000
 _N_HIGH = (_INF_BITS >> 16) + 1
@@ -137,22 +136,10 @@ def prune_(weights: Sequence[torch.Tensor], sparsity: float, scope: str = "matri
     return masked
 
 
-def check_scope(cfg: DictConfig, bits: int) -> None:
-    """The pruning scope is one magnitude pruning knows."""
-    if cfg.scope not in SCOPES:
-        raise QfeatError(f"compression.scope={cfg.scope!r}; use matrix or global")
+def magnitude_layers(layers: Layers, cfg: MagnitudeConfig) -> None:
+    """Unstructured magnitude pruning of the target weights to `cfg.sparsity` (matrix or
+    global); the matched search prunes with it at each sparsity it tries."""
+    prune_([layer.weight for _, layer in layers], cfg.sparsity, cfg.scope)
 
 
-def magnitude_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
-    """Unstructured magnitude pruning of the target weights to `sparsity` (matrix or global).
-
-    magnitude_matched applies the same transform at the sparsity its search found.
-    """
-    prune_([layer.weight for _, layer in layers], sparsity, cfg.scope)
-
-
-MAGNITUDE = Method(
-    weight_method(magnitude_layers), prunes=True, check=check_scope, weights_only=True
-)
-COMPRESSORS.register("magnitude")(MAGNITUDE)
-COMPRESSORS.register("magnitude_matched")(MAGNITUDE)
+COMPRESSORS.register("magnitude")(weight_method(magnitude_layers))

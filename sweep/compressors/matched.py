@@ -1,26 +1,8 @@
 """Find the pruning sparsity whose perplexity matches a target (e.g. an RTN model's)."""
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
-
-@dataclass
-class MatchResult:
-    """Outcome of the search; `sparsity` is the closest found even when not converged."""
-
-    target_ppl: float
-    base_ppl: float
-    sparsity: float
-    ppl: float
-    rel_error: float
-    converged: bool
-    steps: int
-    history: list[tuple[float, float]] = field(default_factory=list)
-    reason: str | None = None
-
-    def as_dict(self) -> dict:
-        """JSON-ready fields."""
-        return asdict(self)
+from sweep.results.summary import MatchResult
 
 
 def match_sparsity(

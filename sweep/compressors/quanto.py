@@ -8,13 +8,9 @@ measured model is the fake-quantized float model, as for RTN.
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
-from sweep.compressors.registry import COMPRESSORS, Layers, Method, divides, library, weight_method
-from sweep.errors import QfeatError
-
-QUANTO_BITS = (2, 4, 8)  # quanto's integer weight qtypes: qint2, qint4, qint8
-PIP = "optimum-quanto==0.2.7"
+from sweep.compressors.registry import COMPRESSORS, Layers, divides, library, weight_method
+from sweep.config.compression import QuantoConfig
 
 
 def quanto_qlinear(layer: torch.nn.Linear, bits: int, group_size: int | None) -> Any:
@@ -31,28 +27,14 @@ def quanto_quantize(layer: torch.nn.Linear, bits: int, group_size: int | None) -
     return quanto_qlinear(layer, bits, group_size).qweight
 
 
-def check_quanto(cfg: DictConfig, bits: int) -> None:
-    """quanto groups only its 2- and 4-bit weights."""
-    if cfg.group_size is not None and bits == 8:
-        raise QfeatError("compression=quanto quantizes 8 bits per channel; set group_size=null")
-
-
-def quanto_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
+def quanto_layers(layers: Layers, cfg: QuantoConfig) -> None:
     """optimum-quanto fake quantization of every target weight (biases stay FP)."""
     if cfg.group_size is not None:
         divides(layers, cfg.group_size, lambda layer: layer.in_features)
     for _, layer in layers:
         weight = layer.weight
-        qweight = quanto_quantize(layer, bits, cfg.group_size)
+        qweight = quanto_quantize(layer, cfg.bits, cfg.group_size)
         weight.copy_(qweight.dequantize().to(weight.dtype))
 
 
-COMPRESSORS.register("quanto")(
-    Method(
-        weight_method(quanto_layers),
-        bits=QUANTO_BITS,
-        requires=(("optimum.quanto", PIP),),
-        check=check_quanto,
-        weights_only=True,
-    )
-)
+COMPRESSORS.register("quanto")(weight_method(quanto_layers))

@@ -1,52 +1,26 @@
-"""The compression-method registry, its pre-flight checks, and target-weight selection.
+"""The compression implementations by method name, and the target weights they compress.
 
-A method is looked up by the `compression.name` of a job. It imports no method module (they
-import it), so the package has no import cycles; `sweep.compressors` imports every family.
+Each method's options and checks are its config node (sweep.config.compression); here each
+method name maps to the function that applies it. This module imports no method module (they
+import it), so the package has no cycles; `sweep.compressors` imports every family.
 """
 
-import importlib
-import importlib.util
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from sweep.errors import QfeatError
-from sweep.registry import Registry
+from sweep.base import libraries
+from sweep.base.errors import QfeatError
+from sweep.base.registry import Registry
+from sweep.config.compression import CompressionConfig, TargetedConfig
 
 Layers = list[tuple[str, nn.Linear]]
-# Applies a method in place: (model, compression config, bits, sparsity, calibration tokens).
-Apply = Callable[[nn.Module, DictConfig, int, float, torch.Tensor | None], None]
-# Extra settings check, run before any model is loaded: (compression config, bits).
-Check = Callable[[DictConfig, int], None]
+# Applies a method in place: (model, its config, calibration tokens or None).
+Apply = Callable[[nn.Module, CompressionConfig, torch.Tensor | None], None]
 
-
-@dataclass(frozen=True)
-class Method:
-    """One compression method and what it accepts.
-
-    bits: the bit-widths it supports (None: any in qfeat's range, or unused by a pruner).
-    requires: (importable module, pip requirement) of each library it needs.
-    calibrated: it needs the calibration token slice (disjoint from the measured tokens).
-    prunes: it reads `sparsity`, so it can be the pruned side of magnitude_matched.
-    weights_only: it only rewrites the target nn.Linear weights in place (fake quantization or
-    masking), so the model keeps its modules and FP weights can be restored from a snapshot.
-    """
-
-    apply: Apply
-    bits: tuple[int, ...] | None = None
-    requires: tuple[tuple[str, str], ...] = ()
-    calibrated: bool = False
-    prunes: bool = False
-    check: Check | None = None
-    weights_only: bool = False
-
-
-COMPRESSORS: Registry[Method] = Registry("compression")
+COMPRESSORS: Registry[Apply] = Registry("compression")
 
 # Module-name patterns of the target groups, across HF architectures (GPT-NeoX, Gemma, Llama…).
 TARGET_PATTERNS = {
@@ -55,48 +29,9 @@ TARGET_PATTERNS = {
 }
 
 
-def library(method: str, module: str) -> ModuleType:
+def library(method: str, module: str):
     """Import `module` of a method's library, or fail with the pip line that provides it."""
-    requires = COMPRESSORS.get(method).requires
-    pip = next((p for m, p in requires if module == m or module.startswith(f"{m}.")), module)
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise QfeatError(f"compression={method} needs `pip install {pip}` ({err})") from err
-
-
-def _in_place_pruner(spec: Method) -> bool:
-    """Whether a method can be the pruned side of a matched search (restored between steps)."""
-    return spec.prunes and spec.weights_only
-
-
-def check_method(cfg: DictConfig, bits: int, method: str | None = None) -> Method:
-    """The method of `cfg` after checking its libraries, bit-width and settings (no model yet)."""
-    name = method or cfg.name
-    spec = COMPRESSORS.get(name)
-    for module, pip in spec.requires:
-        if importlib.util.find_spec(module) is None:
-            raise QfeatError(f"compression={name} needs `pip install {pip}` (not installed)")
-    if spec.bits is not None and bits not in spec.bits:
-        raise QfeatError(
-            f"compression={name} supports bits in {{{', '.join(map(str, spec.bits))}}}; "
-            f"got bits={bits}"
-        )
-    if spec.check is not None:
-        spec.check(cfg, bits)
-    if method is None and cfg.get("match") and not _in_place_pruner(spec):
-        pruners = [n for n in COMPRESSORS.names() if _in_place_pruner(COMPRESSORS.get(n))]
-        raise QfeatError(
-            f"compression.match needs an in-place pruner as compression.name ({pruners}); "
-            f"got {name}"
-        )
-    return spec
-
-
-def needs_calibration(cfg: DictConfig) -> bool:
-    """Whether a job of this compression config uses the calibration slice."""
-    methods = [cfg.name, *([cfg.match] if cfg.get("match") else [])]
-    return bool(cfg.get("match")) or any(COMPRESSORS.get(m).calibrated for m in methods)
+    return libraries.load(module, f"compression={method}")
 
 
 def target_linears(model: nn.Module, targets: list[str]) -> Layers:
@@ -119,34 +54,28 @@ def target_linears(model: nn.Module, targets: list[str]) -> Layers:
 
 
 def compress_model(
-    model: nn.Module,
-    cfg: DictConfig,
-    bits: int,
-    sparsity: float = 0.0,
-    method: str | None = None,
-    calibration: torch.Tensor | None = None,
+    model: nn.Module, cfg: CompressionConfig, calibration: torch.Tensor | None = None
 ) -> int:
-    """Compress `model`'s target layers in place with `method` (default: cfg.name).
+    """Compress `model`'s target layers in place with the method `cfg` configures.
 
     Returns the number of weight matrices targeted. Methods that quantize activations replace
     the target modules by their library's modules, so the model then runs as deployed.
     """
-    name = method or cfg.name
-    spec = check_method(cfg, bits, name)
-    if spec.calibrated and calibration is None:
-        raise QfeatError(f"compression={name} needs calibration tokens")
-    n = len(target_linears(model, list(cfg.targets)))
-    spec.apply(model, cfg, bits, sparsity, calibration)
+    apply = COMPRESSORS.get(cfg.name)
+    if cfg.calibrated and calibration is None:
+        raise QfeatError(f"compression={cfg.name} needs calibration tokens")
+    n = len(target_linears(model, list(cfg.targets))) if isinstance(cfg, TargetedConfig) else 0
+    apply(model, cfg, calibration)
     return n
 
 
-def weight_method(fn: Callable[[Layers, DictConfig, int, float], None]) -> Apply:
+def weight_method(fn: Callable[[Layers, CompressionConfig], None]) -> Apply:
     """Adapt a transform of the target nn.Linear weights into a method's `apply`."""
 
-    def apply(model: nn.Module, cfg: DictConfig, bits: int, sparsity: float, _calib) -> None:
+    def apply(model: nn.Module, cfg: CompressionConfig, _calibration) -> None:
         layers = target_linears(model, list(cfg.targets))
         with torch.no_grad():
-            fn(layers, cfg, bits, sparsity)
+            fn(layers, cfg)
 
     return apply
 
@@ -158,11 +87,11 @@ def divides(layers: Layers, group_size: int, size: Callable[[nn.Linear], int]) -
         raise QfeatError(f"compression.group_size={group_size} does not divide {bad[0]}")
 
 
-def snapshot_targets(model: nn.Module, cfg: DictConfig) -> dict[str, torch.Tensor]:
+def snapshot_targets(model: nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:
     """CPU copies of the target weights, to restore FP values between compressions."""
     return {
         name: layer.weight.detach().to("cpu", copy=True)
-        for name, layer in target_linears(model, list(cfg.targets))
+        for name, layer in target_linears(model, list(targets))
     }
 
 

@@ -8,9 +8,9 @@ bit for bit): q = clamp(round(w * (1/scale)) + zero_point, qmin, qmax), w' = (q 
 """
 
 import torch
-from omegaconf import DictConfig
 
-from sweep.compressors.registry import COMPRESSORS, Layers, Method, divides, weight_method
+from sweep.compressors.registry import COMPRESSORS, Layers, divides, weight_method
+from sweep.config.compression import RTNConfig
 
 
 def quant_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -79,17 +79,19 @@ def rtn(
     return fake_quantize_rows(rows, bits, symmetric).reshape(out_dim, in_dim).to(weight.dtype)
 
 
-def rtn_layers(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
+def rtn_layers(layers: Layers, cfg: RTNConfig) -> None:
     """Round-to-nearest quantization of every target weight (biases stay FP)."""
     if cfg.granularity == "group":
         divides(layers, cfg.group_size, lambda layer: layer.in_features)
     for _, layer in layers:
-        layer.weight.copy_(rtn(layer.weight, bits, cfg.granularity, cfg.group_size, cfg.symmetric))
+        layer.weight.copy_(
+            rtn(layer.weight, cfg.bits, cfg.granularity, cfg.group_size, cfg.symmetric)
+        )
 
 
-def no_compression(layers: Layers, cfg: DictConfig, bits: int, sparsity: float) -> None:
+def no_compression(_model, _cfg, _calibration) -> None:
     """Identity: the control that every feature survives exactly."""
 
 
-COMPRESSORS.register("rtn")(Method(weight_method(rtn_layers), weights_only=True))
-COMPRESSORS.register("none")(Method(weight_method(no_compression), weights_only=True))
+COMPRESSORS.register("rtn")(weight_method(rtn_layers))
+COMPRESSORS.register("none")(no_compression)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sweep.fingerprint import file_digest
+from sweep.base.fingerprint import file_digest
 
 MANIFEST = "manifest.json"
 

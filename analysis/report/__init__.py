@@ -1,0 +1,1 @@
+"""The report: report.html and report.md with every table, figure and feature card."""

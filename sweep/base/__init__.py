@@ -1,0 +1,1 @@
+"""The bottom layer: errors, registries, content digests, atomic files, provenance, paths."""

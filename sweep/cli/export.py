@@ -1,0 +1,58 @@
+"""Write the compressed checkpoint of any `compression=` config, e.g. as an audit's candidate.
+
+qfeat-export OUT_DIR [key=value ...]
+
+`key=value` are Hydra overrides of conf/config.yaml, exactly as for launch.py (compression=rtn
+bits=3, model=…). The model is compressed by the job's own stages (same tokens, same
+calibration slice) and saved with save_pretrained beside its tokenizer, so
+`qfeat-audit candidate=OUT_DIR` loads it as transformers does and measures what the sweep
+measured.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from sweep.base.atomic import check_writable
+from sweep.base.errors import QfeatError
+from sweep.config.compose import compose_config
+from sweep.config.validate import validate
+from sweep.inputs.models import load_hf_model, resolve_device
+from sweep.job.compress import build_variants
+from sweep.job.stages import load_tokens
+
+
+def export(out: Path, overrides: list[str]) -> str:
+    """Compress the configured model and save it to `out`; returns a one-line description."""
+    cfg = compose_config(overrides)
+    method = validate(cfg)
+    check_writable(out)
+    sets = load_tokens(cfg, method)
+    model = load_hf_model(cfg.model, resolve_device(cfg.runtime.device))
+    variants = build_variants(method, model, lambda m: m, sets.calibration, cfg.runtime.batch_size)
+    model.save_pretrained(out)
+    sets.tokenizer.save_pretrained(out)
+    bits = "" if method.weight_bits is None else f" at {method.weight_bits} bits"
+    sparsity = "" if variants.sparsity is None else f", sparsity {variants.sparsity:.3f}"
+    return (
+        f"{cfg.model.name} with compression={method.name}{bits}{sparsity} "
+        f"({variants.n_matrices} matrices) -> {out}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: 0 on success, 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="qfeat-export", description=__doc__)
+    parser.add_argument("out", type=Path, help="directory to write the checkpoint to")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. compression=rtn bits=3")
+    args = parser.parse_args(argv)
+    try:
+        print(f"wrote {export(args.out, args.overrides)}")
+    except QfeatError as err:
+        print(f"qfeat export: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

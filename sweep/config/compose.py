@@ -1,0 +1,23 @@
+"""Compose the shipped Hydra config outside `launch.py` (audit, export), with one-line errors."""
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from sweep.base.errors import QfeatError, one_line
+from sweep.config.schema import register_configs
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """conf/config.yaml with Hydra overrides, as launch.py would compose one job."""
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise QfeatError(f"bad configuration: {one_line(str(err))}") from err

@@ -1,0 +1,67 @@
+"""Where each input of a job lives, and which names the config may use for it: path logic only
+(no loading), so keys and checks run before any heavy import."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from sweep.base.errors import QfeatError
+from sweep.base.paths import TINY_ASSETS, TINY_SAES, tiny_sae_dir
+
+# model.name -> its HF repo id or directory unless model.path overrides it ("hf": any, by path).
+MODEL_PATHS = {
+    "tiny": str(TINY_ASSETS / "lm"),
+    "pythia-70m": "EleutherAI/pythia-70m-deduped",
+    "gemma-2-2b": "google/gemma-2-2b",
+    "hf": "",
+}
+# sae.name values: local SAE-Lens directories, and SAE-Lens releases.
+LOCAL_SAES = ("local", *TINY_SAES)
+RELEASE_SAES = ("sae_lens", "pythia-70m-res-sm", "gemma-scope-2b-res-16k")
+SAE_NAMES = (*LOCAL_SAES, *RELEASE_SAES)
+# data.source values.
+DATA_SOURCES = ("tiny_heldout", "text_file", "hub_dataset")
+TINY_HELDOUT = TINY_ASSETS / "heldout.txt"
+
+
+def check_name(kind: str, name: str, valid: tuple[str, ...] | list[str]) -> None:
+    """One line naming the valid choices when `name` is not one of them."""
+    if name not in valid:
+        raise QfeatError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(valid))}")
+
+
+def model_path(cfg: DictConfig) -> str:
+    """The HF repo id or directory of `cfg.model`."""
+    check_name("model", cfg.name, list(MODEL_PATHS))
+    path = cfg.path or MODEL_PATHS[cfg.name]
+    if not path:
+        raise QfeatError(f"model.name={cfg.name} needs model.path (an HF repo id or directory)")
+    return path
+
+
+def local_model_dir(cfg: DictConfig) -> Path | None:
+    """The model's checkpoint directory when it is local (None for an HF hub id)."""
+    path = Path(model_path(cfg))
+    return path if path.is_dir() else None
+
+
+def sae_layers(cfg: DictConfig) -> list[int]:
+    """The layers a job measures: `sae.layers` if given, else `[sae.layer]`."""
+    return list(cfg.layers) if cfg.layers else [cfg.layer]
+
+
+def local_sae_path(cfg: DictConfig) -> Path | None:
+    """The SAE-Lens directory a local SAE loads from (`sae.path`, else the embedded one)."""
+    if cfg.path:
+        return Path(cfg.path)
+    family = TINY_SAES.get(cfg.name)
+    return tiny_sae_dir(family) if family else None
+
+
+def local_data_path(cfg: DictConfig) -> Path | None:
+    """The local file or directory the token set is read from; None for a hub dataset id."""
+    if cfg.source == "tiny_heldout":
+        return TINY_HELDOUT
+    if cfg.path and Path(cfg.path).exists():
+        return Path(cfg.path)
+    return None

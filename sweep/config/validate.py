@@ -1,0 +1,109 @@
+"""The checks a job's config passes before any heavy import or work: each bad value is one line."""
+
+import math
+import os
+import re
+from dataclasses import fields
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sweep.base import libraries
+from sweep.base.errors import QfeatError, one_line
+from sweep.config.compression import METHODS, CompressionConfig
+from sweep.config.locations import DATA_SOURCES, MODEL_PATHS, SAE_NAMES, check_name
+
+WANDB_MODES = ("online", "offline", "disabled")
+DTYPES = ("float32", "float16", "bfloat16")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def wandb_mode(cfg: DictConfig) -> str:
+    """WANDB_MODE from the environment wins over `wandb.mode`, as wandb users expect."""
+    mode = os.environ.get("WANDB_MODE") or cfg.wandb.mode
+    if mode == "dryrun":  # wandb's old name for offline
+        mode = "offline"
+    if mode not in WANDB_MODES:
+        source = "WANDB_MODE" if os.environ.get("WANDB_MODE") else "wandb.mode"
+        raise QfeatError(f"{source}={mode!r}; use {', '.join(WANDB_MODES)}")
+    return mode
+
+
+def _check_options(node: DictConfig, method: CompressionConfig, where: str) -> None:
+    """Refuse keys a method does not have (`+compression.x=…` gets past Hydra's struct mode)."""
+    known = {f.name for f in fields(method)}
+    extra = sorted(set(node.keys()) - known)
+    if extra:
+        raise QfeatError(
+            f"compression={method.name} has no option {', '.join(extra)} ({where}); "
+            f"its options: {', '.join(sorted(known - {'name'}))}"
+        )
+    for f in fields(method):
+        child = getattr(method, f.name)
+        if isinstance(child, CompressionConfig):
+            _check_options(node[f.name], child, f"{where}.{f.name}")
+
+
+def method_config(cfg: DictConfig) -> CompressionConfig:
+    """The job's compression method as its typed config, checked (one line when it is bad)."""
+    node = cfg.compression
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    check_name("compression", str(name), METHODS.names())
+    try:
+        method = OmegaConf.to_object(node)
+    except OmegaConfBaseException as err:
+        raise QfeatError(f"bad compression config: {one_line(str(err))}") from err
+    if not isinstance(method, METHODS.get(name)):
+        raise QfeatError(f"compression.name={name} but the options are {type(method).__name__}'s")
+    _check_options(node, method, "compression")
+    for part in (method, getattr(method, "baseline", None)):
+        for module in getattr(part, "requires", ()):
+            libraries.require(module, f"compression={part.name}")
+    method.check()
+    return method
+
+
+def validate(cfg: DictConfig) -> CompressionConfig:
+    """Fail fast with one line on values the schema's types cannot catch; returns the method."""
+    check_name("model", cfg.model.name, list(MODEL_PATHS))
+    check_name("sae", cfg.sae.name, SAE_NAMES)
+    check_name("data source", cfg.data.source, DATA_SOURCES)
+    method = method_config(cfg)
+    s = cfg.survival
+    if not 0.0 < s.blurred < s.survived <= 1.0:
+        raise QfeatError(
+            f"need 0 < survival.blurred < survival.survived <= 1; got {s.blurred}, {s.survived}"
+        )
+    if s.min_active_tokens < 1:
+        raise QfeatError("survival.min_active_tokens must be >= 1")
+    if cfg.data.seq_len < 2 or cfg.data.n_sequences < 1:
+        raise QfeatError("data.seq_len must be >= 2 and data.n_sequences >= 1")
+    measured = cfg.data.n_sequences * (cfg.data.seq_len - int(s.exclude_first_position))
+    if measured < s.min_active_tokens:
+        raise QfeatError(
+            f"token set too small: {measured} measured tokens < survival.min_active_tokens="
+            f"{s.min_active_tokens}; no feature could count as active"
+        )
+    stride = cfg.eval.sliding_window_stride
+    if stride is not None and not 1 <= stride <= cfg.data.seq_len - 1:
+        raise QfeatError(f"eval.sliding_window_stride={stride} must be in 1..data.seq_len-1")
+    if cfg.eval.kl_top_k < 1:
+        raise QfeatError("eval.kl_top_k must be >= 1")
+    if cfg.eval.contexts_k < 0 or cfg.fidelity.max_features < 0:
+        raise QfeatError("eval.contexts_k and fidelity.max_features must be >= 0 (0: off)")
+    if cfg.eval.sae_fit_sequences < 0 or cfg.fidelity.n_sequences < 1:
+        raise QfeatError("need eval.sae_fit_sequences >= 0 (0: off) and fidelity.n_sequences >= 1")
+    if not math.isfinite(cfg.fidelity.alpha):
+        raise QfeatError(f"fidelity.alpha={cfg.fidelity.alpha} must be finite")
+    if any(f < 0 for f in cfg.survival.watch):
+        raise QfeatError(f"survival.watch={list(cfg.survival.watch)} holds a negative feature id")
+    wandb_mode(cfg)
+    if cfg.runtime.batch_size < 1:
+        raise QfeatError("runtime.batch_size must be >= 1")
+    if cfg.model.dtype not in DTYPES:
+        raise QfeatError(f"model.dtype={cfg.model.dtype!r}; use {', '.join(DTYPES)}")
+    if not DEVICE.fullmatch(cfg.runtime.device):
+        raise QfeatError(
+            f"runtime.device={cfg.runtime.device!r} is not a device; use auto, cpu or cuda[:N]"
+        )
+    return method

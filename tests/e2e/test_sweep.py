@@ -1,0 +1,80 @@
+"""Sweeps as a user runs them: real submitit processes, kill and resume, relaunch, wandb."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import ROOT, SMALL, launch
+from sweep.job import tracking
+from sweep.job.keys import plan_job
+from sweep.job.run import run
+from sweep.results.files import FEATURES_FILE, SUMMARY_FILE
+from sweep.results.summary import parse_summary
+
+
+def summaries(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob(f"*/jobs/*/{SUMMARY_FILE}"))]
+
+
+def test_submitit_local_processes_share_one_fp_reference(tmp_path: Path) -> None:
+    launch("-m", "bits=4,8", "hydra/launcher=local", *SMALL, f"out_root={tmp_path}")
+    done = summaries(tmp_path)
+    assert sorted(s["bits"] for s in done) == [4, 8]
+    assert len({s["reference"]["key"] for s in done}) == 1
+    assert sorted(s["reference"]["computed"] for s in done) == [False, True]
+    assert len(list((tmp_path / "reference_cache").glob("*/reference.json"))) == 1
+
+
+def test_relaunching_a_multirun_finishes_only_what_is_missing(tmp_path: Path) -> None:
+    launch("-m", "bits=4", *SMALL, f"out_root={tmp_path}")
+    first = {s["bits"]: s["created"] for s in summaries(tmp_path)}
+    proc = launch("-m", "bits=4,8", *SMALL, f"out_root={tmp_path}")
+    assert "skipped: complete result" in proc.stdout + proc.stderr
+    after = {s["bits"]: s["created"] for s in summaries(tmp_path)}
+    assert after[4] == first[4] and 8 in after
+
+
+def test_killed_job_leaves_nothing_complete_and_rerun_finishes(tmp_path: Path) -> None:
+    args = [sys.executable, "launch.py", *SMALL, f"out_root={tmp_path}", "data.n_sequences=64"]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "FP reference" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not list(tmp_path.glob(f"*/jobs/*/{SUMMARY_FILE}"))
+    launch(*args[2:])
+    (job,) = tmp_path.glob("*/jobs/*")
+    frame = pd.read_parquet(job / FEATURES_FILE)
+    assert frame["feature"].is_unique and len(frame) == frame["feature"].max() + 1
+    assert json.loads((job / SUMMARY_FILE).read_text())["status"] == "complete"
+
+
+def test_wandb_offline_run_holds_config_summary_and_table(small_cfg, tmp_path: Path) -> None:
+    small_cfg.wandb.mode = "offline"
+    result = run(small_cfg)
+    (run_dir,) = (tmp_path / "default" / "wandb").glob("offline-run-*")
+    (table_file,) = run_dir.glob("files/media/table/features_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert "r" in table["columns"] and len(table["data"]) > 0
+    saved = parse_summary(json.loads((run_dir / "files" / SUMMARY_FILE).read_text()))
+    assert saved == result.summary
+
+    plan = plan_job(small_cfg)
+    wandb_run = tracking.start(small_cfg, plan.key)
+    try:
+        tracking.log_result(wandb_run, result.summary, pd.DataFrame({"r": [1.0]}), plan.out, False)
+        m = result.summary.metrics
+        assert wandb_run.summary["metrics/frac_survived"] == m.frac_survived
+        assert wandb_run.config["compression"]["bits"] == small_cfg.bits
+        assert wandb_run.config["key"] == plan.key and wandb_run.group == "default"
+    finally:
+        tracking.finish(wandb_run, failed=False)

@@ -1,0 +1,241 @@
+"""Tests of the embedded `tiny` model: the build runs, its outputs load, and quality holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweep.base.paths import TINY_SAES
+from sweep.tiny import ASSET_DIR, corpus, quality, stdlib
+from sweep.tiny import tokenizer as tok_lib
+from sweep.tiny.resume import Prior, file_digests
+from sweep.tiny.texts import gather, join
+from sweep.tiny.train_sae import FAMILIES
+
+REPO = Path(__file__).resolve().parents[1]
+TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
+ARCHITECTURES = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}
+
+
+def _load(out: Path) -> tuple:
+    """Load LM, tokenizer, the SAEs by family and the manifest from a build directory."""
+    from sae_lens import SAE
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out / "lm")
+    tokenizer = AutoTokenizer.from_pretrained(out / "lm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saes = {f: SAE.load_from_disk(str(out / "sae" / f)) for f in FAMILIES}
+    manifest = json.loads((out / "manifest.json").read_text())
+    return model, tokenizer, saes, manifest
+
+
+def _check_consistent(model, tokenizer, saes: dict, manifest: dict) -> None:
+    """Hook name, layer, widths and families of the SAEs agree with the LM and each other."""
+    layer = manifest["layer"]
+    assert 0 < layer < model.config.num_hidden_layers - 1
+    assert set(saes) == set(FAMILIES) == set(manifest["saes"]) == set(TINY_SAES.values())
+    for family, sae in saes.items():
+        assert sae.cfg.architecture() == ARCHITECTURES[family]
+        assert sae.cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_post"
+        assert sae.cfg.metadata.hook_name == manifest["hook_name"]
+        assert sae.cfg.d_in == model.config.hidden_size == manifest["d_model"]
+        assert sae.cfg.metadata.model_name == "tiny"
+        assert sae.cfg.metadata.prepend_bos is True
+        assert sae.cfg.metadata.context_size == model.config.max_position_embeddings
+        assert sae.cfg.metadata.model_from_pretrained_kwargs == TL_KWARGS
+    assert len({sae.cfg.d_sae for sae in saes.values()}) == 1  # matched width
+    assert tokenizer.bos_token_id == model.config.bos_token_id
+    assert len(tokenizer) == model.config.vocab_size
+
+
+def _quick_build(out: Path) -> dict:
+    """`python -m sweep.tiny.build --quick --out OUT`, as a user runs it; its manifest."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-m", "sweep.tiny.build", "--quick", "--out", str(out)],
+        cwd=out.parent,
+        env=env,
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    return json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def quick_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two quick builds from nothing into separate directories."""
+    root = tmp_path_factory.mktemp("tiny")
+    _quick_build(root / "a")
+    _quick_build(root / "b")
+    return root / "a", root / "b"
+
+
+def test_quick_build_outputs_load(quick_builds: tuple[Path, Path]) -> None:
+    """`python -m sweep.tiny.build --quick` runs and its outputs load with HF and SAE-Lens."""
+    out = quick_builds[0]
+    _check_consistent(*_load(out))
+    manifest = _load(out)[3]
+    assert manifest["complete"] is True and manifest["reused_stages"] == []
+    for name, digest in manifest["files"].items():
+        assert (out / name).is_file(), name
+        assert len(digest) == 64
+
+
+def test_rebuild_is_byte_identical(quick_builds: tuple[Path, Path]) -> None:
+    """Two builds from nothing write the same bytes: LM, tokenizer, SAEs and held-out text."""
+    a, b = (json.loads((d / "manifest.json").read_text())["files"] for d in quick_builds)
+    assert a == b and any(k.startswith("sae/topk/") for k in a)
+
+
+def test_rebuild_resumes_from_completed_stages(quick_builds: tuple[Path, Path]) -> None:
+    """A rerun reuses every stage whose settings and files are unchanged and retrains the rest:
+    a damaged SAE is retrained alone, to the same bytes."""
+    out = quick_builds[1]
+    before = json.loads((out / "manifest.json").read_text())
+    (out / "sae" / "topk" / "sae_weights.safetensors").write_bytes(b"damaged")
+    after = _quick_build(out)
+    assert after["reused_stages"] == ["lm", "sae_relu", "sae_jumprelu"]
+    assert after["files"] == before["files"]
+    assert after["stage_times_s"]["lm"] == before["stage_times_s"]["lm"]
+
+
+@pytest.fixture(scope="module")
+def committed() -> tuple:
+    """The committed artefacts in sweep/tiny/assets."""
+    assert (ASSET_DIR / "manifest.json").is_file(), "run: python -m sweep.tiny.build"
+    return _load(ASSET_DIR)
+
+
+def test_committed_artefacts_consistent(committed: tuple) -> None:
+    """The committed LM, tokenizer and SAEs agree with each other and are a full build."""
+    _check_consistent(*committed)
+    assert committed[3]["quick"] is False and committed[3]["complete"] is True
+    assert all(sae.cfg.d_sae >= 32 * sae.cfg.d_in for sae in committed[2].values())
+
+
+@torch.no_grad()
+def test_hidden_state_is_block_output(committed: tuple) -> None:
+    """HF hidden_states[L + 1] is block L's output (TL blocks.L.hook_resid_post, unprocessed)."""
+    model, _, _, manifest = committed
+    layer = manifest["layer"]
+    captured = []
+    handle = model.gpt_neox.layers[layer].register_forward_hook(
+        lambda _m, _i, o: captured.append(o[0] if isinstance(o, tuple) else o)
+    )
+    ids = torch.tensor([[model.config.bos_token_id, 5, 17, 300, 42, 7]])
+    try:
+        hs = model(input_ids=ids, output_hidden_states=True).hidden_states
+    finally:
+        handle.remove()
+    torch.testing.assert_close(hs[layer + 1], captured[0])
+
+
+@pytest.fixture(scope="module")
+def heldout_chunks(committed: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pydoc, stdlib) held-out token rows, rebuilt from text as the build made them."""
+    _, tokenizer, _, manifest = committed
+    recorded = manifest["corpus"]["stdlib"]
+    if stdlib.files_sha256(stdlib.load_files()) != recorded["sha256"]:
+        pytest.skip(f"this Python's stdlib differs from the one tiny was built from ({recorded})")
+    ctx, bos = manifest["context_size"], tokenizer.bos_token_id
+    pydoc = (ASSET_DIR / "heldout.txt").read_text(encoding="utf-8")
+    files = stdlib.load_files()
+    held_code = "".join(files[p] + corpus.EOT for p in recorded["heldout_files"])
+    n_code = manifest["corpus"]["heldout_stdlib_tokens"] // ctx
+    return (
+        quality.chunk_stream(tok_lib.encode(tokenizer, pydoc), ctx, bos),
+        quality.chunk_stream(tok_lib.encode(tokenizer, held_code), ctx, bos)[:n_code],
+    )
+
+
+def test_committed_lm_quality_recomputed(committed: tuple, heldout_chunks: tuple) -> None:
+    """The LM beats a unigram model by far on held-out prose; figures equal the manifest's."""
+    model, tokenizer, _, manifest = committed
+    pydoc, _ = heldout_chunks
+    texts = gather(0.2, 0.1, manifest["corpus"]["pydoc"]["repeats_in_train"], 0)
+    train_ids = tok_lib.encode(tokenizer, join(texts.train_docs))
+    lm_ppl = quality.lm_perplexity(model, pydoc)
+    uni_ppl = quality.unigram_perplexity(train_ids, pydoc[:, 1:], len(tokenizer))
+    assert lm_ppl < 0.3 * uni_ppl, (lm_ppl, uni_ppl)
+    assert lm_ppl == pytest.approx(manifest["metrics"]["lm_heldout_ppl"], rel=1e-4)
+    assert uni_ppl == pytest.approx(manifest["metrics"]["unigram_heldout_ppl"], rel=1e-6)
+
+
+def test_committed_saes_meet_the_bar(committed: tuple, heldout_chunks: tuple) -> None:
+    """Each family on held-out text: EV ≥ 0.85, L0 in [8, 64], < 10% dead; L0s within 20%."""
+    model, _, saes, manifest = committed
+    acts = quality.resid_activations(model, torch.cat(heldout_chunks), manifest["layer"])
+    figures = {f: quality.sae_metrics(sae, acts) for f, sae in saes.items()}
+    for family, m in figures.items():
+        assert m["explained_variance"] >= 0.85, (family, m)
+        assert 8 <= m["mean_l0"] <= 64, (family, m)
+        assert m["dead_fraction"] < 0.10, (family, m)
+        recorded = manifest["saes"][family]["heldout"]
+        for key in ("explained_variance", "mean_l0", "dead_fraction"):
+            assert m[key] == pytest.approx(recorded[key], rel=1e-4, abs=1e-6), (family, key)
+    l0 = [m["mean_l0"] for m in figures.values()]
+    assert max(l0) <= 1.2 * min(l0), l0  # matched sparsity: within 20% of one another
+
+
+def test_pydoc_split_has_no_shared_lines() -> None:
+    """No held-out pydoc line of 40+ characters occurs in any train document, pydoc or stdlib."""
+    topics = corpus.load_topics()
+    train, held = corpus.split_documents(topics)
+    assert train and held and not set(train) & set(held)
+    assert set(train) | set(held) == set(topics)
+    assert corpus.split_documents(topics) == (train, held)  # deterministic
+    held_lines = set().union(*(corpus.long_lines(topics[n]) for n in held))
+    files = stdlib.load_files()
+    train_files, _ = stdlib.split_files(files, 0.1)
+    train_docs = [topics[n] for n in train] + [files[p] for p in train_files]
+    assert not held_lines & set().union(*(corpus.long_lines(d) for d in train_docs))
+
+
+def test_overlap_groups_join_topics_sharing_a_line() -> None:
+    """Topics sharing a long line land in one group, transitively; others stay apart."""
+    line = "x" * corpus.MIN_SHARED_LINE
+    topics = {"a": f"{line}1\nA", "b": f"{line}1\n{line}2", "c": f"{line}2", "d": f"{line}3"}
+    assert corpus.overlap_groups(topics) == [["a", "b", "c"], ["d"]]
+
+
+def test_stdlib_split_depends_on_path_only(tmp_path: Path) -> None:
+    """A file's side is decided by its own path: adding files never moves another one."""
+    for name in ("a.py", "pkg/b.py", "pkg/tests/t.py", "pydoc_data/topics.py", "c.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"# {name}\n")
+    files = stdlib.load_files(tmp_path)
+    assert sorted(files) == ["a.py", "c.py", "pkg/b.py"]  # tests and pydoc_data left out
+    sides = {p: stdlib.is_heldout(p, 0.5) for p in files}
+    (tmp_path / "z.py").write_text("# z\n")
+    more = stdlib.load_files(tmp_path)
+    assert {p: stdlib.is_heldout(p, 0.5) for p in files} == sides and "z.py" in more
+    train, held = stdlib.split_files(more, 0.5)
+    assert sorted(train + held) == sorted(more) and not set(train) & set(held)
+
+
+def test_an_sae_is_reused_only_on_the_same_training_activations(tmp_path: Path) -> None:
+    """Same settings and intact files are not enough: an SAE trained on another number of
+    activation tokens (`sae_train_tokens`) is retrained."""
+    (tmp_path / "sae" / "relu").mkdir(parents=True)
+    (tmp_path / "sae" / "relu" / "w").write_bytes(b"weights")
+    record = {
+        "corpus": {"sae_train_tokens": 1000},
+        "saes": {"relu": {"settings": {"lr": 1.0}}},
+        "stage_times_s": {"sae_relu": 1.0},
+        "files": file_digests(tmp_path),
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(record))
+    prior = Prior(tmp_path)
+    assert prior.sae_reusable("relu", {"lr": 1.0}, {"corpus": {"sae_train_tokens": 1000}})
+    assert not prior.sae_reusable("relu", {"lr": 1.0}, {"corpus": {"sae_train_tokens": 2000}})
+    assert not prior.sae_reusable("relu", {"lr": 2.0}, {"corpus": {"sae_train_tokens": 1000}})
