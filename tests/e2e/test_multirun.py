@@ -71,4 +71,6 @@ def test_summary_agrees_with_its_features_file(multirun) -> None:
     part = frame[frame["sae"] == hook]
     assert summary.per_sae[hook] == class_fractions(part)
     again = predict_survival(part, seed=summary.config["seed"])
-    assert json.dumps(asdict(summary.prediction[hook])) == json.dumps(asdict(again))
+    assert json.dumps(asdict(summary.prediction[hook]), sort_keys=True) == json.dumps(
+        asdict(again), sort_keys=True
+    )
