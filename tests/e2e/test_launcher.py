@@ -2,12 +2,16 @@
 status line per state change; and Hydra finding the launcher plugin."""
 
 import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
-from conftest import ROOT, SMALL, launch
+import psutil
+
+from conftest import ROOT, SMALL, SUBPROCESS_TIMEOUT_S, launch
 
 SEEN = re.compile(r"qfeat job #(\d+) CUDA_VISIBLE_DEVICES='([^']*)' start (\S+)")
 ENDED = re.compile(r"qfeat job #(\d+) end (\S+)")
@@ -52,3 +56,32 @@ def test_hydra_finds_the_launchers_from_the_repository_root() -> None:
         [sys.executable, "-c", discover], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert "QfeatLocalLauncher" in proc.stdout and "QfeatSlurmLauncher" in proc.stdout, proc.stderr
+
+
+def test_a_local_job_that_dies_fails_the_launch_with_its_reason(tmp_path: Path) -> None:
+    """A local job's process killed (SIGKILL) while it runs: the launch records the job failed
+    with the reason, lists it in the closing table and exits 1; no result looks complete."""
+    args = ["launch.py", "-m", "bits=4", "hydra/launcher=local", *SMALL, f"out_root={tmp_path}"]
+    launcher = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines, deadline = [], time.time() + SUBPROCESS_TIMEOUT_S
+    for line in launcher.stdout:
+        lines.append(line)
+        if ": running" in line or time.time() > deadline:
+            break
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True)]
+    assert workers, "".join(lines)
+    for worker in workers:
+        worker.send_signal(signal.SIGKILL)
+    out, _ = launcher.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    output = "".join(lines) + out
+    assert launcher.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "1 of 1 jobs failed" in output
+    (row,) = [line for line in output.splitlines() if line.strip().startswith("0 ")]
+    assert "failed" in row and "killed" in row
+    assert not list(tmp_path.rglob("summary.json"))

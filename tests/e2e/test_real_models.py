@@ -112,7 +112,7 @@ def test_hf_hooks_equal_transformer_lens(hub, monkeypatch):
         "print(*h.conversion_gap('gemma-2-2b', 1), *h.conversion_gap('pythia-70m', 3))"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     gaps = list(map(float, proc.stdout.split()[-6:]))
@@ -129,7 +129,7 @@ def test_pile_source_reads_cached_dataset(hub, monkeypatch):
         "print(len(t.split(chr(10) * 2)), t.split(chr(10))[0])"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     n_docs, first = proc.stdout.strip().splitlines()[-1].split(" ", 1)
@@ -205,3 +205,77 @@ def test_paper_presets_compose(preset):
         job = compose_config([f"+experiment={preset}", override])
         validate(job)
         assert job.data.source == "hub_dataset"
+
+
+def frames_by_sae(out: Path) -> dict[str, pd.DataFrame]:
+    """Every job's features under `out`, split by SAE hook (each job has distinct hooks)."""
+    frames = {}
+    for features in out.glob("*/jobs/*/features.parquet"):
+        for hook, part in pd.read_parquet(features).groupby("sae"):
+            assert hook not in frames
+            frames[hook] = part.reset_index(drop=True)
+    return frames
+
+
+def test_each_sae_of_a_multi_sae_job_equals_its_single_sae_job(hub, tmp_path, monkeypatch):
+    """One forward feeds several SAEs: each SAE's features equal those of a job measuring that
+    SAE alone (so no SAE is fed another layer's activations)."""
+    env = offline_env(monkeypatch, hub)
+    common = ["model=pythia-70m", "sae=pythia-70m-res-sm", "compression=rtn", "bits=3", *TINY_JOB]
+    common += [f"data.path={hub / 'text.txt'}", "fidelity.max_features=0"]
+    multi = launch([*common, "sae.layers=[1,3]", f"out_root={tmp_path / 'multi'}"], env)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    single = launch(["-m", *common, "sae.layer=1,3", f"out_root={tmp_path / 'single'}"], env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    together, alone = frames_by_sae(tmp_path / "multi"), frames_by_sae(tmp_path / "single")
+    assert (
+        sorted(together)
+        == sorted(alone)
+        == [
+            "blocks.1.hook_resid_post",
+            "blocks.3.hook_resid_post",
+        ]
+    )
+    for hook, frame in together.items():
+        assert (frame["active"] == alone[hook]["active"]).all() and frame["active"].any()
+        diff = (frame["r"] - alone[hook]["r"]).abs()[frame["active"]]
+        assert diff.max() < 1e-12, (hook, diff.max())
+    # the two SAEs see different activations: their features are not the same numbers
+    first, second = together.values()
+    assert not first["fp_mean"].equals(second["fp_mean"])
+
+
+def test_audit_with_a_release_sae_and_a_shipped_model_name(hub, tmp_path, monkeypatch):
+    """qfeat-audit base=<shipped model name> sae=<release:sae_id> data=…, offline: the audited
+    r equals the in-sweep job of the same compression."""
+    env = offline_env(monkeypatch, hub)
+    data = ["data=local", f"data.path={hub / 'text.txt'}", *TINY_JOB[1:]]
+    exporting = ["model=pythia-70m", "compression=rtn", "bits=3", *data]
+    export = subprocess.run(
+        [sys.executable, "-m", "sweep.cli.export", str(tmp_path / "ckpt"), *exporting],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    sae = "sae=pythia-70m-deduped-res-sm:blocks.3.hook_resid_post"
+    fields = ["base=pythia-70m", f"candidate={tmp_path / 'ckpt'}", sae]
+    audit = subprocess.run(
+        [sys.executable, "-m", "sweep.cli.audit", *fields, *data, f"out_root={tmp_path / 'audit'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert audit.returncode == 0, audit.stderr[-3000:]
+    assert "active features:" in audit.stdout and "most damaged features" in audit.stdout
+    job = ["model=pythia-70m", "sae=pythia-70m-res-sm", "sae.layer=3", "compression=rtn"]
+    swept = launch([*job, "bits=3", *data, f"out_root={tmp_path / 'sweep'}"], env)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    audited, in_sweep = frames_by_sae(tmp_path / "audit"), frames_by_sae(tmp_path / "sweep")
+    hook = "blocks.3.hook_resid_post"
+    diff = (audited[hook]["r"] - in_sweep[hook]["r"]).abs()[audited[hook]["active"]]
+    assert audited[hook]["active"].any() and diff.max() < 1e-6

@@ -94,7 +94,7 @@ class Launch:
             if proc.poll() is None:
                 proc.kill()
             for task in self.jobs.values():  # leave nothing queued behind a failed test
-                subprocess.run(["scancel", task], capture_output=True)
+                subprocess.run(["scancel", task], capture_output=True, timeout=60)
         self.wall_s = time.perf_counter() - start
         print(f"launch {' '.join(args[:2])}: rc {self.rc}, {self.wall_s:.0f}s, {self.states}")
 
@@ -162,7 +162,7 @@ def test_preempted_task_checkpoints_requeues_and_finishes_identically(basic, tmp
             return
         task = run.jobs[0]
         job_log(tmp_path, task, "out", "tokens")  # its first stage is over: it is measuring
-        subprocess.run(["scancel", "--signal=USR2", task], check=True)
+        subprocess.run(["scancel", "--signal=USR2", task], check=True, timeout=60)
         preempted.append(task)
 
     run = Launch("bits=2,3", *SLURM, *JOBS, f"out_root={tmp_path}", react=preempt_mid_measurement)
@@ -180,7 +180,7 @@ def test_preempted_task_checkpoints_requeues_and_finishes_identically(basic, tmp
 def test_cancelled_task_fails_the_launch_and_a_relaunch_fills_the_gap(tmp_path) -> None:
     def cancel_job_1_once_running(run: Launch, line: str) -> None:
         if run.states.get(1, [])[-1:] == ["running"] and "cancelled" not in run.states:
-            subprocess.run(["scancel", run.jobs[1]], check=True)
+            subprocess.run(["scancel", run.jobs[1]], check=True, timeout=60)
             run.states["cancelled"] = [run.jobs[1]]
 
     args = ["bits=2,3", *SLURM, *JOBS, f"out_root={tmp_path}"]

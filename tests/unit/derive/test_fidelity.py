@@ -77,6 +77,37 @@ def test_ablation_equals_a_direct_transformerlens_computation(tiny, active_featu
     torch.testing.assert_close(ours.kl[0], kl, atol=2e-6, rtol=1e-3)
 
 
+@pytest.mark.parametrize("mode", [STEER, ABLATE])
+def test_several_features_in_one_forward_equal_each_feature_alone(tiny, active_features, mode):
+    """Features share an edited forward (their copies of the batch stacked): each one's effect
+    equals a direct TransformerLens computation of that feature alone, at alpha != 0."""
+    tokens, alpha = tiny.tokens[:4], 2.5
+    scales = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    ours = feature_effects(
+        tiny.model, tiny.sae, tiny.hook, active_features, tokens, mode, alpha, scales, 1, 2
+    )
+    with torch.no_grad():
+        base = next_token_logprobs(tiny.tl(tokens)).double()[:, 1:]
+    for j, feature in enumerate(active_features):
+
+        def edit(resid, hook, feature=feature, j=j):
+            direction = tiny.sae.W_dec[feature]
+            if mode == STEER:
+                change = alpha * float(scales[j]) * direction.expand_as(resid)
+            else:
+                change = -tiny.sae.encode(resid)[..., feature, None] * direction
+            return torch.cat([resid[:, :1], (resid + change)[:, 1:]], dim=1)
+
+        with torch.no_grad():
+            hooked = tiny.tl.run_with_hooks(tokens, fwd_hooks=[(tiny.hook, edit)])
+            edited = next_token_logprobs(hooked).double()[:, 1:]
+        direct = (edited - base).mean((0, 1))
+        torch.testing.assert_close(ours.mean_effect[j], direct, atol=2e-5, rtol=1e-4)
+        kl = (base.exp() * (base - edited)).sum(-1).mean()
+        torch.testing.assert_close(ours.kl[j], kl, atol=2e-6, rtol=1e-3)
+    assert (ours.kl > 0).all()
+
+
 def test_sae_fit_equals_direct_computation(tiny) -> None:
     """Folded into the FP pass (batches of 4, the second only half fitted) and measured again
     on the same model in the compressed pass, the fit equals a direct TransformerLens one."""
