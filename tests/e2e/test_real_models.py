@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from transformer_lens import loading_from_pretrained as tl_loading
 from transformers import Gemma2Config
 
-from conftest import ROOT, compose_config
+from conftest import ROOT, SUBPROCESS_TIMEOUT_S, compose_config
 from hub_fixture import GEMMA_REPO, build_hub_cache, sample_text
 from sweep.base.errors import QfeatError
 from sweep.config.schema import register_configs
@@ -61,7 +61,9 @@ def offline_env(monkeypatch, home: Path) -> dict[str, str]:
 def launch(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """`python launch.py ARGS` from the repository root."""
     cmd = [sys.executable, "launch.py", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S
+    )
 
 
 def job_frames(out: Path) -> dict[str, pd.DataFrame]:

@@ -121,23 +121,35 @@ def test_jobs_checking_one_cache_root_at_once_do_not_collide(tmp_path: Path) -> 
     assert list(Path(root).iterdir()) == []
 
 
-def _racer(root: str, log: str) -> bool:
-    """One of several processes asking for the same reference at the same moment."""
+def _racer(root: str, log: str, barrier, results) -> None:
+    """One of several processes asking for the same reference at the same moment: each waits
+    at the barrier (after its imports), so all reach the cache together."""
 
     def compute() -> Reference:
         with open(log, "a") as f:
             f.write("computed\n")
-        time.sleep(1.0)  # long enough for every racer to arrive while it is being computed
+        time.sleep(0.5)  # the lock is held while the others ask
         return make_reference()
 
+    barrier.wait(timeout=120)
     ref, computed = load_or_compute(root, "shared", compute)
-    assert torch.equal(ref.nll, make_reference().nll)
-    return computed
+    results.put((computed, torch.equal(ref.nll, make_reference().nll)))
 
 
 def test_concurrent_processes_compute_once(tmp_path: Path) -> None:
-    log = tmp_path / "log.txt"
-    with mp.get_context("spawn").Pool(5) as pool:
-        computed = pool.starmap(_racer, [(str(tmp_path / "cache"), str(log))] * 5)
-    assert sorted(computed) == [False] * 4 + [True]
+    """Four processes released together by a barrier: exactly one computes the reference, the
+    others wait on the lock and read the entry it wrote."""
+    log, ctx, n = tmp_path / "log.txt", mp.get_context("spawn"), 4
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    racers = [
+        ctx.Process(target=_racer, args=(str(tmp_path / "cache"), str(log), barrier, results))
+        for _ in range(n)
+    ]
+    for racer in racers:
+        racer.start()
+    outcomes = [results.get(timeout=300) for _ in racers]
+    for racer in racers:
+        racer.join(timeout=60)
+    assert sorted(c for c, _ in outcomes) == [False] * (n - 1) + [True]
+    assert all(same for _, same in outcomes)
     assert log.read_text().count("computed") == 1
