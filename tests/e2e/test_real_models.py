@@ -114,7 +114,12 @@ def test_hf_hooks_equal_transformer_lens(hub, monkeypatch):
         "print(*h.conversion_gap('gemma-2-2b', 1), *h.conversion_gap('pythia-70m', 3))"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     gaps = list(map(float, proc.stdout.split()[-6:]))
@@ -131,7 +136,12 @@ def test_pile_source_reads_cached_dataset(hub, monkeypatch):
         "print(len(t.split(chr(10) * 2)), t.split(chr(10))[0])"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     n_docs, first = proc.stdout.strip().splitlines()[-1].split(" ", 1)
@@ -259,7 +269,7 @@ def test_audit_with_a_release_sae_and_a_shipped_model_name(hub, tmp_path, monkey
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=SUBPROCESS_TIMEOUT_S,
     )
     assert export.returncode == 0, export.stderr[-3000:]
     sae = "sae=pythia-70m-deduped-res-sm:blocks.3.hook_resid_post"
@@ -270,7 +280,7 @@ def test_audit_with_a_release_sae_and_a_shipped_model_name(hub, tmp_path, monkey
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=SUBPROCESS_TIMEOUT_S,
     )
     assert audit.returncode == 0, audit.stderr[-3000:]
     assert "active features:" in audit.stdout and "most damaged features" in audit.stdout
