@@ -177,14 +177,27 @@ def test_preempted_task_checkpoints_requeues_and_finishes_identically(basic, tmp
     assert len(list((tmp_path / "default" / "jobs").iterdir())) == 2
 
 
-def test_cancelled_task_fails_the_launch_and_a_relaunch_fills_the_gap(tmp_path) -> None:
+def test_cancelled_task_fails_the_launch_and_a_relaunch_fills_the_gap(basic, tmp_path) -> None:
+    # Both tasks wait for the FP reference whose cache lock this test holds, so task 1 is still
+    # running when it is cancelled however fast the box; the lock is released right after.
+    key = next(iter(summaries(basic).values()))["reference"]["key"]
+    cache = tmp_path / "reference_cache"
+    cache.mkdir()
+    lock = FileLock(str(cache / f"{key}.lock"))
+
     def cancel_job_1_once_running(run: Launch, line: str) -> None:
         if run.states.get(1, [])[-1:] == ["running"] and "cancelled" not in run.states:
             subprocess.run(["scancel", run.jobs[1]], check=True, timeout=60)
             run.states["cancelled"] = [run.jobs[1]]
+            lock.release()
 
     args = ["bits=2,3", *SLURM, *JOBS, f"out_root={tmp_path}"]
-    run = Launch(*args, react=cancel_job_1_once_running)
+    lock.acquire()
+    try:
+        run = Launch(*args, react=cancel_job_1_once_running)
+    finally:
+        if lock.is_locked:
+            lock.release(force=True)
     assert run.rc == 1, run.text[-3000:]
     task = run.jobs[1]
     assert f"cancelled by SLURM (job {task})" in run.text
