@@ -1,6 +1,7 @@
 """Sweeps as a user runs them: real submitit processes, kill and resume, relaunch, wandb."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +35,12 @@ def test_relaunching_a_multirun_finishes_only_what_is_missing(tmp_path: Path) ->
     launch("-m", "bits=4", *SMALL, f"out_root={tmp_path}")
     first = {s["bits"]: s["created"] for s in summaries(tmp_path)}
     proc = launch("-m", "bits=4,8", *SMALL, f"out_root={tmp_path}")
-    assert "skipped: complete result" in proc.stdout + proc.stderr
+    assert "2 jobs: 1 complete (skipped)" in (proc.stdout + proc.stderr) and "submitting 1" in (
+        proc.stdout + proc.stderr
+    )
+    assert re.search(
+        r"\n +0  bits=4 +skipped .*\n +1  bits=8 +complete ", (proc.stdout + proc.stderr)
+    )
     after = {s["bits"]: s["created"] for s in summaries(tmp_path)}
     assert after[4] == first[4] and 8 in after
 
