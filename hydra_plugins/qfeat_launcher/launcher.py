@@ -64,6 +64,10 @@ class _Triaging:
             for num, o in jobs
         ]
         announce(triaged)
+        if any(job.submit for job in triaged):
+            from sweep.job.wandb_queue import serve_launch
+
+            serve_launch(self.config)
         return triaged
 
     @staticmethod
