@@ -82,10 +82,12 @@ def calibrated_sae(family: str, model: HookedLM, hook: str, d_sae: int, l0: int,
     torch.manual_seed(seed)
     d_in = model.d_model
     sample = random_tokens(8, model.d_vocab, seed=seed + 1)
-    x = model.run(sample, [hook])[0][hook][:, 1:].reshape(-1, d_in)
+    x = model.run(sample, [hook])[0][hook][:, 1:].reshape(-1, d_in).float()
     w_enc = torch.randn(d_in, d_sae) / d_in**0.5
-    pre = x @ w_enc
-    mean, std = pre.mean(0), pre.std(0)
+    # pre-activation moments per feature, 65,536 features at a time (a 1M-wide SAE's
+    # [tokens, d_sae] pre-activations would take 4 GB)
+    moments = [(p.mean(0), p.std(0)) for p in (x @ w for w in w_enc.split(1 << 16, dim=1))]
+    mean, std = (torch.cat(m) for m in zip(*moments, strict=True))
     w_enc /= std
     spread = torch.exp(torch.rand(d_sae) * math.log(100.0))  # log-uniform on [1, 100]
     freq = (spread * l0 / spread.sum()).clamp(max=0.5)

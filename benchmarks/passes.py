@@ -64,12 +64,18 @@ def bare(model: HookedLM, tokens: torch.Tensor) -> None:
             model(batch)
 
 
-def floor(model: HookedLM, saes: dict, tokens: torch.Tensor, blocked: bool = False) -> None:
+def floor(
+    model: HookedLM,
+    saes: dict,
+    tokens: torch.Tensor,
+    blocked: bool = False,
+    batch_size: int = BATCH,
+) -> None:
     """Hooked forward + SAE encode + one log-softmax per batch: what no pass can skip. The
     log-softmax over the whole [batch, positions, vocab] logits, or `blocked`: 4M entries at a
     time, as the passes take it (the same values, no [tokens, vocab] tensor)."""
     with torch.no_grad():
-        for batch in batches(tokens, BATCH):
+        for batch in batches(tokens, batch_size):
             acts, logits = model.run(batch, list(saes))
             for hook, sae in saes.items():
                 encode_codes(sae, acts[hook], 1)

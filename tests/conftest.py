@@ -18,6 +18,7 @@ from sweep.config.validate import method_config
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E = Path(__file__).resolve().parent / "e2e"
+GPU = Path(__file__).resolve().parent / "gpu"
 # A bound on every subprocess a test starts (a hung child fails its test, never the suite).
 SUBPROCESS_TIMEOUT_S = 600
 # Shrinks any shipped config to a seconds-long CPU job.
@@ -42,10 +43,13 @@ def _seed() -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e is an end-to-end run: marked `e2e`."""
+    """Every test under tests/e2e is an end-to-end run, marked `e2e`; under tests/gpu, `gpu`."""
     for item in items:
-        if E2E in Path(str(item.fspath)).parents:
+        parents = Path(str(item.fspath)).parents
+        if E2E in parents:
             item.add_marker(pytest.mark.e2e)
+        if GPU in parents:
+            item.add_marker(pytest.mark.gpu)
 
 
 def launch(*args: str, timeout: int = SUBPROCESS_TIMEOUT_S) -> subprocess.CompletedProcess:

@@ -1,9 +1,24 @@
-"""Config schemas of qfeat's launchers (hydra/launcher=local and =slurm build on these)."""
+"""Config schemas of qfeat's launchers (hydra/launcher=basic, =local and =slurm build on these)."""
 
 from dataclasses import dataclass
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+
+
+@dataclass
+class QfeatSweeperConf(BasicSweeperConf):
+    """Hydra's basic sweeper, composing job configs once per set of config-group choices."""
+
+    _target_: str = "hydra_plugins.qfeat_launcher.sweeper.QfeatBasicSweeper"
+
+
+@dataclass
+class QfeatBasicConf:
+    """Hydra's basic launcher (jobs one after another in this process) after qfeat's pass."""
+
+    _target_: str = "hydra_plugins.qfeat_launcher.launcher.QfeatBasicLauncher"
 
 
 @dataclass
@@ -25,6 +40,12 @@ class QfeatSlurmConf(SlurmQueueConf):
     poll_s: float = 5.0  # how often the launch asks sacct for its jobs' states
 
 
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="qfeat_basic", node=QfeatSweeperConf, provider="qfeat"
+)
+ConfigStore.instance().store(
+    group="hydra/launcher", name="qfeat_basic", node=QfeatBasicConf, provider="qfeat"
+)
 ConfigStore.instance().store(
     group="hydra/launcher", name="qfeat_local", node=QfeatLocalConf, provider="qfeat"
 )

@@ -1,6 +1,8 @@
-"""submitit launchers that wait with a status line per job state change, record a failed outcome
-for every job that ended without reporting one (cancelled, out of time, died), never raise for a
-failed job, and place local jobs one per GPU."""
+"""qfeat's launchers. Each first answers what it can without running anything (complete jobs,
+jobs sharing a key, configs that fail their checks: sweep.cli.relaunch) and launches only the
+rest: in this process (basic), or through submitit, waiting with a status line per job state
+change, recording a failed outcome for every job that ended without reporting one (cancelled,
+out of time, died), never raising for a failed job, and placing local jobs one per GPU."""
 
 import logging
 import os
@@ -9,13 +11,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
-from hydra_plugins.qfeat_launcher.progress import Tracked, watch
+from hydra_plugins.qfeat_launcher.compose import JobConfigs
+from hydra_plugins.qfeat_launcher.progress import Tracked, label_jobs, watch
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +43,90 @@ def machine_gpus() -> list[int]:
     return [int(d) for d in ids]
 
 
-class _Watching:
-    """What both launchers add to submitit's: the waiting, the status and the outcomes."""
+class _Triaging:
+    """The pass before anything is launched (sweep.cli.relaunch), on cheaply composed configs."""
 
-    params: dict[str, Any]
     config: Any
     hydra_context: Any
+    job_configs: JobConfigs | None = None  # the sweeper's, holding the configs it composed
+
+    def __getstate__(self) -> dict:
+        """Each submitted job gets the launcher pickled: not the launch's composed configs."""
+        return {k: v for k, v in self.__dict__.items() if k != "job_configs"}
+
+    def _triage(self, jobs: list[tuple[int, list[str]]]) -> list:
+        from sweep.cli.relaunch import announce, triage
+
+        configs = self.job_configs or JobConfigs(self.hydra_context.config_loader, self.config)
+        first_of_key: dict = {}
+        triaged = [
+            triage(num, o, configs.job_dir(num, o), lambda o=o: configs.task(o), first_of_key)
+            for num, o in jobs
+        ]
+        announce(triaged)
+        if any(job.submit for job in triaged):
+            from sweep.job.wandb_queue import serve_launch
+
+            serve_launch(self.config)
+        return triaged
+
+    @staticmethod
+    def _close(triaged: list, returns: dict[int, JobReturn]) -> list[JobReturn]:
+        """Every job's return in launch order: answered ones from their outcome, jobs that shared
+        a key from the job that ran for them."""
+        from sweep.cli.relaunch import answer_same_key
+
+        out = []
+        for job in triaged:
+            if job.submit:
+                out.append(returns[job.num])
+                continue
+            answer = job.answer if job.same_as is None else answer_same_key(job)
+            out.append(
+                JobReturn(
+                    overrides=job.overrides,
+                    status=JobStatus.COMPLETED,
+                    _return_value=answer.frac_survived,
+                )
+            )
+        return out
+
+
+class QfeatBasicLauncher(_Triaging, BasicLauncher):
+    """hydra/launcher=qfeat_basic (the default): the jobs left to run, one after another, in this
+    process."""
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        hydra_logging, verbose = self.config.hydra.hydra_logging, self.config.hydra.verbose
+        configure_log(hydra_logging, verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        triaged = self._triage(
+            [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        )
+        returns = {}
+        for job in (j for j in triaged if j.submit):
+            log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job.overrides)
+            with open_dict(cfg):
+                cfg.hydra.job.id = cfg.hydra.job.num = job.num
+            returns[job.num] = run_job(
+                hydra_context=self.hydra_context,
+                task_function=self.task_function,
+                config=cfg,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+            configure_log(hydra_logging, verbose)
+        return self._close(triaged, returns)
+
+
+class _Watching(_Triaging):
+    """What both submitit launchers add to submitit's: the pass before submitting, the waiting,
+    the status and the outcomes."""
+
+    params: dict[str, Any]
 
     def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state):
         """Run one job (in its own process), noting in its log the devices it saw and when."""
@@ -66,16 +148,25 @@ class _Watching:
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)
         tracked = [Tracked(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-        submit_ready = self._submit(tracked)
-        max_num_timeout = int(self.params.get("max_num_timeout") or 0)
-        watch(tracked, self.params["poll_s"], max_num_timeout, self._outcome_file, submit_ready)
-        for t in tracked:
+        label_jobs(tracked)
+        triaged = self._triage([(t.num, t.overrides) for t in tracked])
+        todo = []
+        for t, job in zip(tracked, triaged, strict=True):
+            t.dir = job.job_dir
+            if job.submit:
+                todo.append(t)
+        if todo:
+            submit_ready = self._submit(todo)
+            max_num_timeout = int(self.params.get("max_num_timeout") or 0)
+            watch(todo, self.params["poll_s"], max_num_timeout, self._outcome_file, submit_ready)
+        for t in todo:
             if t.result is None:
                 self._record_failure(t)
-        return [
-            t.result or JobReturn(overrides=t.overrides, status=JobStatus.COMPLETED)
-            for t in tracked
-        ]
+        returns = {
+            t.num: t.result or JobReturn(overrides=t.overrides, status=JobStatus.COMPLETED)
+            for t in todo
+        }
+        return self._close(triaged, returns)
 
     def _submit(self, tracked: list[Tracked]) -> Callable[[], None]:
         raise NotImplementedError
@@ -86,17 +177,10 @@ class _Watching:
     def _submitit_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.params.items() if k not in OWN_KEYS | {"submitit_folder"}}
 
-    def _job_dir(self, t: Tracked) -> Path:
-        """The job's Hydra output dir, as the job itself resolves it."""
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, t.overrides)
-        with open_dict(cfg.hydra.job):
-            cfg.hydra.job.num = t.num
-        return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-
     def _outcome_file(self, t: Tracked) -> Path:
         from sweep.results.files import OUTCOME_FILE
 
-        return self._job_dir(t) / OUTCOME_FILE
+        return t.dir / OUTCOME_FILE
 
     def _record_failure(self, t: Tracked) -> None:
         """A failed outcome for a job that ended without one of its own."""
@@ -106,7 +190,7 @@ class _Watching:
             return
         error = t.error or "ended without a result"
         write_outcome(
-            self._job_dir(t),
+            t.dir,
             Outcome(job=str(t.num), overrides=t.overrides, status="failed", error=error),
         )
 

@@ -26,6 +26,7 @@ class Tracked:
     label: str = ""  # the overrides that tell this job from the launch's others
     job: Any = None  # submitit Job, None while it waits for a free device
     devices: tuple[int, ...] = ()
+    dir: Any = None  # its Hydra job directory (a Path), where its outcome.json goes
     shown: str = ""
     result: JobReturn | None = None
     error: str | None = None
@@ -129,7 +130,6 @@ def watch(
     submit_ready: Callable[[], None] = lambda: None,
 ) -> None:
     """Wait for every job, showing state changes; submit_ready places queued jobs as room frees."""
-    label_jobs(tracked)
     for t in tracked:
         show(t, PENDING)
     while True:

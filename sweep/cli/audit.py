@@ -121,7 +121,7 @@ def load_candidate(
     """The audit's compress stage: the candidate checkpoint, loaded as transformers loads it
     (quantized modules kept: it runs as deployed), checked against the base model."""
     cand_cfg = OmegaConf.merge(cfg.model, {"name": "hf", "path": cfg.candidate})
-    candidate = load_hf_model(cand_cfg, loaded.device)
+    candidate = load_hf_model(cand_cfg, loaded.device, cfg.runtime.half_on_cpu)
     try:
         cand_tok = AutoTokenizer.from_pretrained(cfg.candidate)
     except (OSError, ValueError):

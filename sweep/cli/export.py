@@ -28,7 +28,7 @@ def export(out: Path, overrides: list[str]) -> str:
     method = validate(cfg)
     check_writable(out)
     sets = load_tokens(cfg, method)
-    model = load_hf_model(cfg.model, resolve_device(cfg.runtime.device))
+    model = load_hf_model(cfg.model, resolve_device(cfg.runtime.device), cfg.runtime.half_on_cpu)
     variants = build_variants(method, model, lambda m: m, sets.calibration, cfg.runtime.batch_size)
     model.save_pretrained(out)
     sets.tokenizer.save_pretrained(out)

@@ -49,4 +49,6 @@ def keyed_config(cfg: DictConfig, method: CompressionConfig) -> dict[str, Any]:
             keyed[group] = {**keyed[group], name: None}
     if digests["candidate"] is not None:
         keyed["candidate"] = None
+    if cfg.runtime.half_on_cpu and cfg.model.dtype != "float32":  # absent by default: old keys hold
+        keyed["model"] = {**keyed["model"], "half_on_cpu": True}
     return {**keyed, "inputs": digests}

@@ -84,6 +84,9 @@ class RuntimeConfig:
     batch_size: int = 8
     num_threads: int = 0
     progress: bool = True
+    # Keep a float16/bfloat16 model.dtype on CPU (default: float32 there). It changes the
+    # numbers, so a job with it set has its own key (sweep.config.keyed).
+    half_on_cpu: bool = False
 
 
 @dataclass
@@ -95,6 +98,7 @@ class WandbConfig:
     entity: str | None = None
     group: str | None = None
     log_table: bool = True
+    background: bool = True  # runs made by a background writer (sweep.job.wandb_queue)
     init_timeout_s: float = 20.0  # an online run not started by then falls back to offline
 
 

@@ -61,10 +61,11 @@ def load_tokenizer(cfg: DictConfig):
         raise load_error(f"the tokenizer of model {cfg.name!r}:", path, err) from err
 
 
-def effective_dtype(name: str, device: torch.device) -> torch.dtype:
-    """`model.dtype` on GPU; float32 on CPU, where half-precision matmuls are slow and inexact."""
+def effective_dtype(name: str, device: torch.device, half_on_cpu: bool = False) -> torch.dtype:
+    """`model.dtype` on GPU; float32 on CPU, where half-precision matmuls are slow and inexact on
+    many CPUs, unless `half_on_cpu` (runtime.half_on_cpu: the model's dtype there too)."""
     dtype = DTYPES[name]
-    if device.type == "cpu" and dtype != torch.float32:
+    if device.type == "cpu" and dtype != torch.float32 and not half_on_cpu:
         log.info("model.dtype=%s on CPU: loading in float32 instead", name)
         return torch.float32
     return dtype
@@ -111,8 +112,11 @@ def checkpoint_format(path: str) -> str | None:
     return method
 
 
-def load_hf_model(cfg: DictConfig, device: torch.device) -> PreTrainedModel:
-    """The HF model in eval mode, on `device`, in `cfg.dtype` (float32 on CPU).
+def load_hf_model(
+    cfg: DictConfig, device: torch.device, half_on_cpu: bool = False
+) -> PreTrainedModel:
+    """The HF model in eval mode, on `device`, in `cfg.dtype` (float32 on CPU unless
+    `half_on_cpu`).
 
     A checkpoint saved quantized (bitsandbytes, compressed-tensors, torchao) is loaded as
     transformers loads it, with its library's modules, so it runs as deployed.
@@ -123,7 +127,10 @@ def load_hf_model(cfg: DictConfig, device: torch.device) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(path)
         placement = {"device_map": str(device)} if quantized else {}
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=effective_dtype(cfg.dtype, device), **attention_kwargs(config), **placement
+            path,
+            dtype=effective_dtype(cfg.dtype, device, half_on_cpu),
+            **attention_kwargs(config),
+            **placement,
         )
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights of other shapes
         raise load_error(f"model {cfg.name!r}:", path, err) from err

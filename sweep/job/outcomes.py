@@ -32,6 +32,7 @@ class Outcome:
     frac_survived: float | None = None
     delta_ppl: float | None = None
     error: str | None = None
+    same_as: str | None = None  # the job of this launch with the same key, which ran for both
 
 
 def write_outcome(job_dir: Path, outcome: Outcome) -> None:
@@ -73,5 +74,7 @@ def outcome_table(outcomes: list[Outcome]) -> str:
             if o.status != FAILED
             else o.error or "no error recorded"
         )
+        if o.same_as is not None and o.status != FAILED:
+            tail += f"  (same key as job {o.same_as})"
         rows.append(f"{o.job:>4}  {label:<{width}}  {o.status:<8}  {tail}")
     return "\n".join(rows)

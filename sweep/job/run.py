@@ -10,7 +10,8 @@ import torch
 from omegaconf import DictConfig
 
 from sweep.base.atomic import check_writable
-from sweep.job import tracking
+from sweep.base.errors import one_line
+from sweep.job import wandb_queue
 from sweep.job.keys import JobPlan, completed, plan_job
 from sweep.job.record import summarise, write_results
 from sweep.job.stages import (
@@ -69,7 +70,7 @@ def run(
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
     stage = Stages()
-    with tracking.session(cfg, plan.key) as wandb_run:
+    try:
         with stage("tokens"):
             sets = load_tokens(cfg, plan.method)
         with stage("load"):
@@ -89,7 +90,10 @@ def run(
             wall = time.perf_counter() - stage.start
             summary = summarise(cfg, plan, found, ref, loaded, stage.timings, wall)
             write_results(plan, found, summary)
-        tracking.log_result(wandb_run, summary, found.frame, plan.out, cfg.wandb.log_table)
+    except BaseException as err:  # its wandb run says it failed, and why
+        wandb_queue.hand_off(cfg, plan.key, plan.out, error=one_line(err))
+        raise
+    wandb_queue.hand_off(cfg, plan.key, plan.out)  # made from the files, off this job's path
     m = summary.metrics
     log.info(
         "done %s: %d/%d active features survived (%.1f%%), ppl %.3f -> %.3f",

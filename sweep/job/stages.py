@@ -138,7 +138,7 @@ def load_inputs(cfg: DictConfig) -> Loaded:
     device = resolve_device(cfg.runtime.device)
     saes = load_saes(cfg.sae, device)
     check_watchlist(list(cfg.survival.watch), saes)
-    fp_model = load_hf_model(cfg.model, device)
+    fp_model = load_hf_model(cfg.model, device, cfg.runtime.half_on_cpu)
     for sae in saes.values():
         check_sae_fits_config(sae, fp_model.config)
     return Loaded(device, saes, fp_model, tl_processing(shared_model_kwargs(saes)))
@@ -327,7 +327,7 @@ def fidelity(cfg: DictConfig, found: Findings, m: Measured, loaded: Loaded, sets
         loaded.saes,
         primary,
         m.variants.models.clear,
-        lambda: loaded.hooked(load_hf_model(cfg.model, loaded.device)),
+        lambda: loaded.hooked(load_hf_model(cfg.model, loaded.device, cfg.runtime.half_on_cpu)),
         sets.tokens[: cfg.fidelity.n_sequences],
         first_position(cfg),
     )

@@ -54,14 +54,7 @@ def _cluster_answers() -> None:
         pytest.fail(f"QFEAT_SLURM_REQUIRED=1 but the SLURM cluster does not answer: {PROBLEM}")
 
 
-SLURM = [
-    "hydra/launcher=slurm",
-    "hydra.launcher.partition=debug",
-    "hydra.launcher.gpus_per_node=0",
-    "hydra.launcher.cpus_per_task=1",
-    "hydra.launcher.mem_gb=2",
-    "hydra.launcher.poll_s=1",
-]
+SLURM = ["hydra/launcher=slurm_local"]  # partition debug, CPU tasks of 1 core and 2 GB
 JOBS = [*SMALL, "runtime.num_threads=1"]
 ARRAY = re.compile(r"#(\d+)[^\[]* \[(\d+(?:_\d+)?)\]: (\w+)")
 
@@ -124,6 +117,13 @@ def outcomes(out: Path) -> dict[str, dict]:
     return {o["job"]: o for o in found}
 
 
+def last_statuses(out: Path) -> dict[str, str]:
+    """Each job's status in the closing table of the latest launch."""
+    last = max(out.glob("default/logs/multirun_*"), key=lambda p: p.stat().st_mtime)
+    found = [json.loads(p.read_text()) for p in last.glob(f"*/{OUTCOME_FILE}")]
+    return {o["job"]: o["status"] for o in found}
+
+
 def job_log(out: Path, task: str, suffix: str, containing: str = "") -> str:
     """A SLURM task's submitit log, once it exists and holds `containing`."""
     deadline = time.time() + 300
@@ -152,6 +152,36 @@ def test_slurm_sweep_equals_basic_launcher_and_shares_one_reference(basic, tmp_p
     assert sorted(s["reference"]["computed"] for s in done) == [False, True]
     assert len(list((tmp_path / "reference_cache").glob("*/reference.json"))) == 1
     assert all(states[-1] == "done" and "running" in states for states in run.states.values())
+
+
+def test_relaunch_submits_only_the_missing_jobs(basic, tmp_path) -> None:
+    """The complete sweep relaunched through SLURM submits no array task; with one job's result
+    removed, an array of one task (as sacct counts it), and the table lists both jobs."""
+    out = tmp_path / "out"
+    shutil.copytree(basic, out)
+    args = ["bits=2,3", *SLURM, *JOBS, f"out_root={out}"]
+    complete = Launch(*args)
+    assert complete.rc == 0, complete.text[-3000:]
+    assert complete.jobs == {} and "2 jobs: 2 complete (skipped)" in complete.text
+    assert not list(out.glob("default/logs/multirun_*/.submitit/*"))
+    assert last_statuses(out) == {"0": "skipped", "1": "skipped"}
+
+    kept = summaries(out)[2]
+    shutil.rmtree(out / "default" / "jobs" / summaries(out)[3]["key"])
+    partial = Launch(*args)
+    assert partial.rc == 0, partial.text[-3000:]
+    assert list(partial.jobs) == [1] and "submitting 1" in partial.text
+    task = partial.jobs[1]
+    sacct = subprocess.run(
+        ["sacct", "-j", task.split("_")[0], "-X", "-n", "-P", "-o", "JobID"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert sacct.stdout.split() == [task]  # the array holds the missing job alone
+    assert_same_results(out, basic, [2, 3])
+    assert summaries(out)[2]["created"] == kept["created"]
+    assert last_statuses(out) == {"0": "skipped", "1": "complete"}
 
 
 def test_preempted_task_checkpoints_requeues_and_finishes_identically(basic, tmp_path) -> None:

@@ -1,6 +1,7 @@
 """Sweeps as a user runs them: real submitit processes, kill and resume, relaunch, wandb."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -10,9 +11,6 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import ROOT, SMALL, launch
-from sweep.job import tracking
-from sweep.job.keys import plan_job
-from sweep.job.run import run
 from sweep.results.files import FEATURES_FILE, SUMMARY_FILE
 from sweep.results.summary import parse_summary
 
@@ -34,7 +32,12 @@ def test_relaunching_a_multirun_finishes_only_what_is_missing(tmp_path: Path) ->
     launch("-m", "bits=4", *SMALL, f"out_root={tmp_path}")
     first = {s["bits"]: s["created"] for s in summaries(tmp_path)}
     proc = launch("-m", "bits=4,8", *SMALL, f"out_root={tmp_path}")
-    assert "skipped: complete result" in proc.stdout + proc.stderr
+    assert "2 jobs: 1 complete (skipped)" in (proc.stdout + proc.stderr) and "submitting 1" in (
+        proc.stdout + proc.stderr
+    )
+    assert re.search(
+        r"\n +0  bits=4 +skipped .*\n +1  bits=8 +complete ", (proc.stdout + proc.stderr)
+    )
     after = {s["bits"]: s["created"] for s in summaries(tmp_path)}
     assert after[4] == first[4] and 8 in after
 
@@ -58,23 +61,27 @@ def test_killed_job_leaves_nothing_complete_and_rerun_finishes(tmp_path: Path) -
     assert json.loads((job / SUMMARY_FILE).read_text())["status"] == "complete"
 
 
-def test_wandb_offline_run_holds_config_summary_and_table(small_cfg, tmp_path: Path) -> None:
-    small_cfg.wandb.mode = "offline"
-    result = run(small_cfg)
-    (run_dir,) = (tmp_path / "default" / "wandb").glob("offline-run-*")
-    (table_file,) = run_dir.glob("files/media/table/features_*.table.json")
-    table = json.loads(table_file.read_text())
-    assert "r" in table["columns"] and len(table["data"]) > 0
-    saved = parse_summary(json.loads((run_dir / "files" / SUMMARY_FILE).read_text()))
-    assert saved == result.summary
-
-    plan = plan_job(small_cfg)
-    wandb_run = tracking.start(small_cfg, plan.key)
-    try:
-        tracking.log_result(wandb_run, result.summary, pd.DataFrame({"r": [1.0]}), plan.out, False)
-        m = result.summary.metrics
-        assert wandb_run.summary["metrics/frac_survived"] == m.frac_survived
-        assert wandb_run.config["compression"]["bits"] == small_cfg.bits
-        assert wandb_run.config["key"] == plan.key and wandb_run.group == "default"
-    finally:
-        tracking.finish(wandb_run, failed=False)
+def test_wandb_runs_are_made_in_the_background_one_per_job(tmp_path: Path) -> None:
+    """A sweep with wandb at its default (offline) queues each job's run; the launch's writer
+    makes one run per job, with its config, summary.json and per-feature table, and ends."""
+    proc = launch("-m", "bits=4,8", *SMALL, "wandb.mode=offline", f"out_root={tmp_path}")
+    assert proc.stdout.count("logged in the background") == 2
+    writer_log = tmp_path / "default" / "wandb" / "queue" / "writer.log"
+    deadline = time.time() + 300
+    while "ends" not in (writer_log.read_text() if writer_log.exists() else ""):
+        assert time.time() < deadline, "the wandb writer did not end"
+        time.sleep(1)
+    assert "2 runs logged" in writer_log.read_text()
+    runs = {
+        p.name.rsplit("-", 1)[-1]: p for p in (tmp_path / "default" / "wandb").glob("offline-run-*")
+    }
+    done = {s["key"]: s for s in summaries(tmp_path)}
+    assert sorted(runs) == sorted(done)
+    for key, run_dir in runs.items():
+        (table_file,) = run_dir.glob("files/media/table/features_*.table.json")
+        table = json.loads(table_file.read_text())
+        frame = pd.read_parquet(tmp_path / "default" / "jobs" / key / FEATURES_FILE)
+        assert table["columns"] == list(frame.columns) and len(table["data"]) == len(frame)
+        saved = parse_summary(json.loads((run_dir / "files" / SUMMARY_FILE).read_text()))
+        assert saved == parse_summary(done[key])
+    assert [p.name for p in writer_log.parent.iterdir()] == ["writer.log"]  # every request done

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import sweep.job.stages
 from analysis.tables.overlap import overlap_of_jobs
 from conftest import SMALL, compose_config
+from sweep.inputs.models import effective_dtype
 from sweep.job.keys import plan_job
 from sweep.job.run import run
 from sweep.results.files import FEATURES_FILE, JOBS_DIR, SUMMARY_FILE
@@ -58,6 +60,22 @@ def test_job_key_ignores_where_and_how_it_runs(small_cfg, tmp_path) -> None:
     assert plan_job(moved).key == plan_job(small_cfg).key
     moved.bits = 5
     assert plan_job(moved).key != plan_job(small_cfg).key
+
+
+def test_half_precision_on_cpu_is_opt_in_and_keyed(small_cfg) -> None:
+    """runtime.half_on_cpu keeps a bfloat16 model in bfloat16 on CPU; it changes the numbers, so
+    it changes the key (and only where it applies: a float32 model's key stays)."""
+    cpu = torch.device("cpu")
+    assert effective_dtype("bfloat16", cpu) == torch.float32
+    assert effective_dtype("bfloat16", cpu, half_on_cpu=True) == torch.bfloat16
+    assert effective_dtype("float32", cpu, half_on_cpu=True) == torch.float32
+    base = plan_job(small_cfg).key
+    small_cfg.runtime.half_on_cpu = True
+    assert plan_job(small_cfg).key == base  # tiny is float32
+    small_cfg.model.dtype = "bfloat16"
+    half = plan_job(small_cfg).key
+    small_cfg.runtime.half_on_cpu = False
+    assert len({base, half, plan_job(small_cfg).key}) == 3
 
 
 def test_summary_is_the_typed_record(small_cfg) -> None:

@@ -203,10 +203,11 @@ def test_result_files_follow_the_umask(umask: int, mode: int, tmp_path: Path) ->
 def test_wandb_mode_from_the_environment_wins(small_cfg, monkeypatch) -> None:
     small_cfg.wandb.mode = "offline"
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert tracking.start(small_cfg, "k") is None
+    assert tracking.request(small_cfg, "k", Path("."))["mode"] == "disabled"
+    assert tracking.start(tracking.request(small_cfg, "k", Path("."))) is None
     monkeypatch.setenv("WANDB_MODE", "sideways")
     with pytest.raises(QfeatError, match="WANDB_MODE='sideways'"):
-        tracking.wandb_mode(small_cfg)
+        tracking.request(small_cfg, "k", Path("."))
 
 
 def test_wandb_online_without_network_falls_back_offline(small_cfg, monkeypatch, caplog) -> None:
@@ -216,6 +217,7 @@ def test_wandb_online_without_network_falls_back_offline(small_cfg, monkeypatch,
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     small_cfg.wandb.init_timeout_s = 5
+    small_cfg.wandb.background = False  # in this process, where caplog sees its warning
     with caplog.at_level(logging.WARNING, logger="qfeat"):
         result = run(small_cfg)
     assert not result.skipped and completed(plan_job(small_cfg)) == result.summary

@@ -1,0 +1,150 @@
+"""wandb off the jobs' critical path: a job that ends writes its run's request into its sweep's
+queue and goes on; one writer process per launch makes each job's run from its request and
+files (one run per job, as before), at the lowest CPU priority.
+
+A launch with jobs to run starts its writer before the first (hydra_plugins/qfeat_launcher)
+and lists the queue in $QFEAT_WANDB_WRITERS, which its jobs inherit (in-process, local
+processes, SLURM tasks: the writer reads the queue on the shared filesystem). A job run outside
+a launch starts a writer for its own process. A writer ends when the process it serves has ended
+and the queue is empty, so it outlives the launch by the time the last runs take. Requests are
+claimed by renaming them: two writers never log one run.
+
+    <out_root>/<sweep_name>/wandb/queue/<key>.json     a job's request
+    <out_root>/<sweep_name>/wandb/queue/writer.log     the writer's log (warnings, sync hints)
+
+python -m sweep.job.wandb_queue QUEUE PID   drain QUEUE until process PID has ended (what the
+                                            writer runs, from this checkout).
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from sweep.base.atomic import write_json_atomic
+from sweep.base.errors import QfeatError, one_line
+from sweep.config.validate import wandb_mode
+from sweep.job import tracking
+
+log = logging.getLogger("qfeat")
+
+SERVED = "QFEAT_WANDB_WRITERS"  # queues a live writer serves (os.pathsep-separated)
+WRITER_LOG = "writer.log"
+POLL_S = 0.2
+
+
+def queue_of(cfg: DictConfig) -> Path:
+    """The sweep's wandb queue."""
+    return Path(cfg.out_root) / cfg.sweep_name / "wandb" / "queue"
+
+
+def _served() -> list[str]:
+    return [q for q in os.environ.get(SERVED, "").split(os.pathsep) if q]
+
+
+def start_writer(queue: Path, until_pid: int) -> None:
+    """A detached writer draining `queue` until process `until_pid` has ended; the queue is
+    marked served for this process and its children."""
+    queue.mkdir(parents=True, exist_ok=True)
+    root = str(Path(__file__).resolve().parents[2])  # this checkout, before any other on the path
+    code = f"import sys; sys.path.insert(0, {root!r}); import {__name__} as q; q.main(sys.argv[1:])"
+    with open(queue / WRITER_LOG, "a") as out:
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(queue), str(until_pid)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not killed with the launch's terminal or process group
+        )
+    os.environ[SERVED] = os.pathsep.join([*_served(), str(queue)])
+
+
+def serve_launch(cfg: DictConfig) -> None:
+    """Start the writer for the jobs a launch is about to run (they inherit $QFEAT_WANDB_WRITERS
+    and queue their runs for it), unless wandb is off or logged in the jobs."""
+    try:
+        mode = wandb_mode(cfg)
+    except QfeatError:
+        return  # each job reports it, as its one line
+    if mode != "disabled" and cfg.wandb.background and str(queue_of(cfg)) not in _served():
+        start_writer(queue_of(cfg), os.getpid())
+
+
+def hand_off(cfg: DictConfig, key: str, out: Path, error: str | None = None) -> None:
+    """The job's wandb run: queued for the writer (logged here with `wandb.background=false`).
+    Never raises for wandb: a failure is one warning; the job's files have its result."""
+    if wandb_mode(cfg) == "disabled":
+        return
+    req = tracking.request(cfg, key, out, error)
+    if not cfg.wandb.background:
+        tracking.log_run(req)
+        return
+    queue = queue_of(cfg)
+    try:
+        write_json_atomic(queue / f"{key}.json", req)
+        if str(queue) not in _served():
+            start_writer(queue, os.getpid())
+    except (OSError, QfeatError) as err:
+        log.warning("qfeat: wandb run not queued (%s); the job's files have it", one_line(err))
+        return
+    log.info(
+        "wandb %s run %s: logged in the background (%s)",
+        req["mode"],
+        req["init"]["id"],
+        queue / WRITER_LOG,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def drain(queue: Path, until_pid: int) -> int:
+    """Log every queued request, waiting for more while `until_pid` lives; returns how many."""
+    logged = 0
+    while True:
+        ended = not _alive(until_pid)  # checked first: a last request is still found below
+        pending = sorted(queue.glob("*.json"))
+        for path in pending:
+            claimed = path.with_name(f"{path.stem}.claimed-{os.getpid()}")
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:  # another writer took it
+                continue
+            try:
+                tracking.log_run(json.loads(claimed.read_text()))
+                logged += 1
+            except Exception:  # one bad request must not stop the others
+                log.exception("qfeat: wandb run from %s failed", path.name)
+            claimed.unlink(missing_ok=True)
+        if ended and not pending:
+            return logged
+        if not pending:
+            time.sleep(POLL_S)
+
+
+def main(argv: list[str]) -> None:
+    """The writer process: QUEUE PID."""
+    os.nice(19)  # in the gaps the jobs and the report leave
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    queue, until_pid = Path(argv[0]), int(argv[1])
+    start = time.perf_counter()
+    n = drain(queue, until_pid)
+    log.info(
+        "writer %d: %d runs logged in %.1fs, ends", os.getpid(), n, time.perf_counter() - start
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
