@@ -33,6 +33,8 @@ GGUF_TYPES = (
     "Q4_1", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "IQ4_NL", "IQ4_XS", "IQ3_M", "IQ3_S",
     "IQ3_XS", "IQ3_XXS",
 )  # fmt: skip
+# HF model_type -> GGUF architecture of the models qfeat reads GGUF weights back into.
+GGUF_ARCHITECTURES = {"gpt_neox": "gptneox"}
 GGUF_IMATRIX_TYPES = ("Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S")
 
 METHODS: Registry[type["CompressionConfig"]] = Registry("compression")

@@ -3,7 +3,7 @@
 `DeployedLM` answers what the measurement pass asks of `HookedLM` (run → residual at the hooks
 and logits; called → logits), from llama.cpp decoding a GGUF file: the residual stream after
 block L is llama.cpp's graph tensor `l_out-L` (before block L, `l_out-(L-1)`; before block 0,
-the token embedding `inp_embd`), centred like HookedLM's when the SAE expects it. Sequences are
+the token embedding `embd`), centred like HookedLM's when the SAE expects it. Sequences are
 decoded one at a time, each from position 0.
 """
 
@@ -15,7 +15,7 @@ import torch
 from sweep.base.hooks import parse_hook
 from sweep.inputs.llamacpp import LlamaCpp, residual_name
 
-EMBEDDING = "inp_embd"
+EMBEDDING = "embd"
 
 
 def graph_name(hook: str, n_layers: int) -> str:

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from sweep.base.errors import QfeatError
+from sweep.config.compression import GGUF_ARCHITECTURES as ARCHITECTURES
 
-ARCHITECTURES = {"gpt_neox": "gptneox"}  # HF model_type -> GGUF general.architecture
 QKV = ".attention.query_key_value."
 # GGUF metadata (under the architecture's prefix) -> the HF config field it must equal.
 SHAPE_KEYS = {
@@ -39,7 +39,7 @@ def reader(path: Path):
         raise QfeatError(f"{path} is not a readable GGUF file: {err}") from err
 
 
-def field(r, key: str):
+def metadata(r, key: str):
     """A metadata value of the file (None when absent)."""
     f = r.fields.get(key)
     return None if f is None else f.contents()
@@ -112,7 +112,7 @@ def check_matches(path: Path, config, vocab: dict[str, int]) -> None:
     """One line unless the GGUF is the HF model's architecture, shapes and vocabulary (cheap:
     metadata only, before any weight is read)."""
     r = reader(path)
-    arch = field(r, "general.architecture")
+    arch = metadata(r, "general.architecture")
     want = ARCHITECTURES.get(config.model_type)
     if want is None or arch != want:
         raise QfeatError(
@@ -120,10 +120,10 @@ def check_matches(path: Path, config, vocab: dict[str, int]) -> None:
             f"GGUF back into {', '.join(f'{v} ({k})' for k, v in ARCHITECTURES.items())})"
         )
     for key, attr in SHAPE_KEYS.items():
-        value, expected = field(r, f"{arch}.{key}"), getattr(config, attr)
+        value, expected = metadata(r, f"{arch}.{key}"), getattr(config, attr)
         if value != expected:
             raise QfeatError(f"{path} has {arch}.{key}={value}; the base model's {attr}={expected}")
-    tokens = field(r, "tokenizer.ggml.tokens") or []
+    tokens = metadata(r, "tokenizer.ggml.tokens") or []
     by_id = {i: t for t, i in vocab.items()}
     padding = {i: f"[PAD{i}]" for i in range(len(tokens)) if i not in by_id}  # the converter's
     if len(tokens) != config.vocab_size or any(

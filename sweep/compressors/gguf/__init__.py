@@ -18,12 +18,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sweep.base.errors import QfeatError
 from sweep.compressors.gguf.convert import source_gguf
 from sweep.compressors.gguf.imatrix import importance_matrix
 from sweep.compressors.gguf.quantize import quantize
 from sweep.compressors.registry import COMPRESSORS
 from sweep.config.compression import GGUFConfig
-from sweep.inputs.gguf_file import TensorInfo, bits_per_weight, load_into, tensor_infos
+from sweep.inputs.gguf_file import (
+    TensorInfo,
+    architecture,
+    bits_per_weight,
+    load_into,
+    metadata,
+    reader,
+    tensor_infos,
+)
+
+IMATRIX_KEY = "quantize.imatrix.file"  # what llama-quantize records of an importance matrix
 
 
 @dataclass
@@ -58,6 +69,9 @@ def quantize_model(
     model: nn.Module, cfg: GGUFConfig, calibration: torch.Tensor | None
 ) -> GGUFArtifact:
     """Convert, quantize and read `model` back in place; the GGUF file llama.cpp wrote."""
+    architecture(model)  # one that qfeat reads back, before the converter runs
+    if cfg.imatrix and calibration is None:
+        raise QfeatError("compression.imatrix=true needs the calibration slice")
     threads = torch.get_num_threads()
     seconds = {}
     start = time.perf_counter()
@@ -78,6 +92,16 @@ def quantize_model(
     return GGUFArtifact(
         path, cfg.type, cfg.imatrix, tensor_infos(path), report.n_fallback, seconds, keep
     )
+
+
+def read_artifact(path: Path) -> GGUFArtifact:
+    """A GGUF file quantized elsewhere (an audit's candidate), as far as the file tells."""
+    import gguf
+
+    r = reader(path)
+    file_type = metadata(r, "general.file_type")
+    name = "F32" if file_type is None else gguf.LlamaFileType(file_type).name.split("_", 1)[1]
+    return GGUFArtifact(path, name, metadata(r, IMATRIX_KEY) is not None, tensor_infos(path))
 
 
 def apply(model: nn.Module, cfg: GGUFConfig, calibration: torch.Tensor | None) -> None:
