@@ -16,11 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from sweep.base.errors import QfeatError
 from sweep.inputs import ggml
 
 log = logging.getLogger(__name__)
+
+# Below this many parameters llama.cpp runs fastest on one thread: splitting small matmuls costs
+# more than it saves (tiny: 32 sequences in 0.5 s on one thread, 10 s on two busy cores). The
+# numbers are the same on any thread count (tests/unit/inputs/test_deployed.py).
+SMALL_MODEL = 10_000_000
 
 _capture = threading.local()
 _callback = None  # llama.cpp keeps a pointer to it: must outlive every call
@@ -59,6 +66,12 @@ def last_error(lines: list[str], default: str) -> str:
     """llama.cpp's last error line in a captured log, as one line."""
     errors = [ln.strip() for ln in "".join(lines).splitlines() if "error" in ln or "fail" in ln]
     return errors[-1] if errors else default
+
+
+def threads_for(model: nn.Module) -> int:
+    """llama.cpp's thread count for a model: one when it is small, else torch's."""
+    n = sum(p.numel() for p in model.parameters())
+    return 1 if n < SMALL_MODEL else torch.get_num_threads()
 
 
 def residual_name(layer: int) -> str:

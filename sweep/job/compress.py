@@ -18,6 +18,7 @@ from sweep.config.compression import (
 )
 from sweep.inputs.deployed import DeployedLM
 from sweep.inputs.hooked import HookedLM
+from sweep.inputs.llamacpp import threads_for
 from sweep.passes.perplexity import chunked_loss
 from sweep.results.summary import MatchResult
 
@@ -127,6 +128,6 @@ def add_deployed(variants: Variants, hooks: list[str], seq_len: int) -> None:
         primary.n_layers,
         seq_len,
         primary.centre,
-        torch.get_num_threads(),
+        threads_for(primary.model),
     )
     variants.deployed = DEPLOYED

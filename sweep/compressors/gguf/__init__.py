@@ -33,6 +33,7 @@ from sweep.inputs.gguf_file import (
     reader,
     tensor_infos,
 )
+from sweep.inputs.llamacpp import threads_for
 
 IMATRIX_KEY = "quantize.imatrix.file"  # what llama-quantize records of an importance matrix
 
@@ -80,7 +81,7 @@ def quantize_model(
     imatrix = None
     if cfg.imatrix:
         start = time.perf_counter()
-        imatrix = importance_matrix(source, calibration.cpu().numpy(), threads)
+        imatrix = importance_matrix(source, calibration.cpu().numpy(), threads_for(model))
         seconds["imatrix"] = time.perf_counter() - start
     keep = tempfile.TemporaryDirectory(prefix="qfeat-gguf-")
     path = Path(keep.name) / f"model-{cfg.type}.gguf"

@@ -36,3 +36,15 @@ def test_residual_and_logits_match_the_hf_forward(tiny) -> None:
     assert torch.equal(deployed(tokens), logits)
     assert torch.equal(deployed(tokens, logits_to_keep=1), logits[:, -1:])
     deployed.close()
+
+
+def test_llama_cpp_gives_the_same_numbers_on_any_thread_count(tiny) -> None:
+    """Its thread count (qfeat picks one for a small model) is a speed setting only."""
+    tokens, hook = tiny.tokens[:2], hook_name(2)
+    runs = []
+    for threads in (1, 2):
+        lm = DeployedLM(source_gguf(tiny.hf), [hook], 4, tokens.shape[1], True, threads)
+        runs.append(lm.run(tokens, [hook]))
+        lm.close()
+    (acts1, logits1), (acts2, logits2) = runs
+    assert torch.equal(logits1, logits2) and torch.equal(acts1[hook], acts2[hook])
