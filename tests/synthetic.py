@@ -15,6 +15,7 @@ from sweep.results.columns import FEATURE_COLUMNS
 from sweep.results.files import FEATURES_FILE, JOBS_DIR, SUMMARY_FILE
 from sweep.results.summary import (
     FidelitySummary,
+    GGUFRecord,
     Matched,
     Metrics,
     Prediction,
@@ -73,6 +74,7 @@ def summary_of(
     q_ppl: float = 12.5,
     sae_fit: dict[str, SaeFitPair] | None = None,
     fidelity: dict[str, FidelitySummary] | None = None,
+    gguf: GGUFRecord | None = None,
 ) -> Summary:
     """A job's Summary from its features frame (fp_ppl 10, kl 0.25; config: dotted keys)."""
     counts = class_counts(frame)
@@ -125,6 +127,7 @@ def summary_of(
         fidelity=fidelity,
         timings_s={"measure": 1.0},
         wall_time_s=2.0,
+        gguf=gguf,
     )
 
 

@@ -19,6 +19,7 @@ from analysis.load.configs import flat_config
 from analysis.report.cards import CSS as CARD_CSS
 from analysis.report.cards import build_cards, cards_section
 from analysis.tables.fit import FIT_TITLES, fit_names
+from analysis.tables.gguf import GGUF_NAMES
 from analysis.tables.headline import (
     MATCHED,
     PERCENT,
@@ -119,10 +120,16 @@ def _sections(
     skipped_tables: list[tuple[str, str]],
 ) -> list[tuple[str, str, str]]:
     """(title, html body, markdown body) of each report section."""
-    names = {"headline": headline_names(col), "matched": MATCHED, **fit_names(col)}
+    names = {
+        "headline": headline_names(col),
+        "matched": MATCHED,
+        "gguf": GGUF_NAMES,
+        **fit_names(col),
+    }
     titles = {
         "headline": "Headline numbers",
         "matched": "Quantization vs matched pruning",
+        "gguf": "GGUF: qfeat's forward and llama.cpp's",
         **FIT_TITLES,
     }
     out = []

@@ -11,6 +11,7 @@ import pandas as pd
 from analysis.formatting import cell, config_value, number, percent
 from analysis.load.collect import Collection
 from analysis.tables.fit import FIT_CAPTIONS, FIT_NAMES, NUMERIC, fidelity, fit_names, sae_fit
+from analysis.tables.gguf import GGUF_NAMES, gguf_ladder
 from analysis.tables.overlap import overlap_table
 from analysis.tables.summarize import CELL, survival_summary
 from sweep.results.files import SUMMARY_FILE
@@ -40,7 +41,7 @@ NUMBERS = {
     "top_predictor": "top predictor (sign, AUC)",
 }
 HEADLINE = {**KEYS, **NUMBERS}
-PERCENT = ("pct_survived", "pct_blurred", "pct_destroyed")
+PERCENT = ("pct_survived", "pct_blurred", "pct_destroyed", "deployed_pct_survived")
 MATCHED = {
     "model": "model",
     "saes": "SAE",
@@ -159,6 +160,13 @@ def write_tables(
             "Quantization vs pruning at matched perplexity, per bit-width.",
             matched(col),
             MATCHED,
+        ),
+        (
+            "gguf",
+            "GGUF files: survival on qfeat's forward of the dequantized weights and on "
+            "llama.cpp's own forward, and the gap between their next-token log-probs.",
+            gguf_ladder(col),
+            GGUF_NAMES,
         ),
     ]
     specs += [

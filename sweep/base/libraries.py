@@ -16,6 +16,9 @@ PIP = {
     "hqq": "hqq==0.2.8.post1",
     "optimum": "optimum-quanto==0.2.7",
     "datasets": "datasets",
+    # compression=gguf and GGUF candidates (llama.cpp is built from source: docs/gguf.md)
+    "llama_cpp": "llama-cpp-python==0.3.36",
+    "gguf": "gguf==0.19.0",
 }
 
 

@@ -17,6 +17,8 @@ TRACKED_PACKAGES = (
     "scikit-learn",
     "hqq",
     "optimum-quanto",
+    "llama-cpp-python",
+    "gguf",
 )
 
 

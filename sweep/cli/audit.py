@@ -1,6 +1,6 @@
 """Audit a compressed checkpoint someone ships against the full-precision model it came from.
 
-qfeat-audit base=<model name, HF id or dir> candidate=<HF id or dir> \\
+qfeat-audit base=<model name, HF id or dir> candidate=<HF id or dir, or a .gguf file> \\
     sae=<shipped SAE | SAE-Lens release:id | SAE-Lens dir> [data=<name>] [key=value ...] \\
     [--fail-under 0.9] [--watch 12,345] [--worst 10]
 
@@ -9,7 +9,10 @@ reference of the base model, the measurement pass, result files); the verdict gi
 class fractions and the most damaged features. `--fail-under F` exits 1 when the fraction of
 surviving active features (or of the --watch features) is below F, so the audit can gate a
 deployment in CI. Extra `key=value` are Hydra overrides of conf/config.yaml (e.g.
-data.n_sequences=256 runtime.device=cuda).
+data.n_sequences=256 runtime.device=cuda). A GGUF candidate (llama.cpp's format) must be the base
+model's architecture, shapes and vocabulary (checked on its metadata before anything loads); its
+dequantized weights are measured in the base model's HF architecture, and llama.cpp's own
+forward of the file beside them (summary.json's gguf.deployed).
 """
 
 import argparse
@@ -21,21 +24,24 @@ from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
+from sweep.base import libraries
 from sweep.base.errors import QfeatError
 from sweep.base.paths import TINY_SAES
+from sweep.compressors.gguf import read_artifact
 from sweep.config.compose import compose_config
 from sweep.config.compression import CompressionConfig
-from sweep.config.locations import MODEL_PATHS
+from sweep.config.locations import MODEL_PATHS, model_path
+from sweep.inputs.gguf_file import check_matches, load_into
 from sweep.inputs.models import checkpoint_format, load_hf_model
-from sweep.job.compress import Variants
+from sweep.job.compress import Variants, add_deployed, gguf_variant
 from sweep.job.keys import plan_job
 from sweep.job.run import run
 from sweep.job.stages import Loaded, TokenSets
 from sweep.results.columns import SURVIVED
 from sweep.results.files import FEATURES_FILE
-from sweep.results.summary import Metrics
+from sweep.results.summary import Summary
 
 VERDICT_COLUMNS = ["sae", "feature", "r", "class", "fp_frequency", "fp_mean_active", "fp_max"]
 CHECKED_CONFIG = (
@@ -93,9 +99,21 @@ def audit_config(fields: dict[str, str], overrides: list[str]) -> DictConfig:
     )
 
 
+def is_gguf(candidate: str) -> bool:
+    """Whether the candidate names a GGUF file (llama.cpp's format)."""
+    return Path(candidate).suffix == ".gguf"
+
+
 def check_candidate(candidate: str) -> None:
-    """A local candidate must be a checkpoint directory; checked before any model is loaded."""
+    """A local candidate must be a checkpoint directory or a GGUF file; checked before any
+    model is loaded."""
     path = Path(candidate)
+    if is_gguf(candidate):
+        if not path.is_file():
+            raise QfeatError(f"candidate {candidate!r} is not a file")
+        for module in ("gguf", "llama_cpp"):
+            libraries.require(module, "a GGUF candidate")
+        return
     looks_local = path.is_absolute() or candidate.startswith(".") or path.exists()
     if looks_local and not path.is_dir():
         raise QfeatError(f"candidate {candidate!r} is not a directory")
@@ -115,11 +133,26 @@ def check_compatible(base: PreTrainedModel, candidate: PreTrainedModel, base_tok
         raise QfeatError("base and candidate tokenizers use different BOS tokens")
 
 
+def check_gguf_candidate(cfg: DictConfig) -> None:
+    """A GGUF candidate is the base model's architecture, shapes and vocabulary (its metadata
+    against the base's config and tokenizer; no weights are read)."""
+    base = model_path(cfg.model)
+    vocab = AutoTokenizer.from_pretrained(base).get_vocab()
+    check_matches(Path(cfg.candidate), AutoConfig.from_pretrained(base), vocab)
+
+
 def load_candidate(
     cfg: DictConfig, _method: CompressionConfig, loaded: Loaded, sets: TokenSets
 ) -> Variants:
     """The audit's compress stage: the candidate checkpoint, loaded as transformers loads it
-    (quantized modules kept: it runs as deployed), checked against the base model."""
+    (quantized modules kept: it runs as deployed), checked against the base model. A GGUF
+    file is dequantized into the base model, and run by llama.cpp too."""
+    if is_gguf(cfg.candidate):
+        path = Path(cfg.candidate)
+        load_into(loaded.fp_model, path)
+        variants = gguf_variant("candidate", loaded.fp_model, loaded.hooked, read_artifact(path))
+        add_deployed(variants, list(loaded.saes), sets.tokens.shape[1])
+        return variants
     cand_cfg = OmegaConf.merge(cfg.model, {"name": "hf", "path": cfg.candidate})
     candidate = load_hf_model(cand_cfg, loaded.device, cfg.runtime.half_on_cpu)
     try:
@@ -133,13 +166,21 @@ def load_candidate(
     )
 
 
-def verdict(m: Metrics, frame: pd.DataFrame, worst: int) -> str:
-    """ΔPPL, class fractions and the most damaged active features, as text."""
+def verdict(summary: Summary, frame: pd.DataFrame, worst: int) -> str:
+    """ΔPPL, class fractions and the most damaged active features, as text (and for a GGUF
+    file, the same from llama.cpp's own forward)."""
+    m = summary.metrics
     lines = [
         f"perplexity {m.fp_ppl:.3f} -> {m.q_ppl:.3f} (ΔPPL {m.delta_ppl:+.3f}), KL {m.kl_mean:.4g}",
         f"{m.n_active} active features: {100 * m.frac_survived:.1f}% survived, "
         f"{100 * m.frac_blurred:.1f}% blurred, {100 * m.frac_destroyed:.1f}% destroyed",
     ]
+    if summary.gguf is not None and (d := summary.gguf.deployed) is not None:
+        lines.append(
+            f"{summary.gguf.type} at {summary.gguf.bits_per_weight:.3f} bits per weight; as run "
+            f"by llama.cpp: {100 * d.frac_survived:.1f}% survived, ΔPPL {d.delta_ppl:+.3f}, "
+            f"|Δ log p| vs the weights above {d.logp_gap_mean:.3g} (max {d.logp_gap_max:.3g})"
+        )
     damaged = frame[frame["active"]].sort_values("r").head(worst)
     lines.append(f"{len(damaged)} most damaged features:")
     lines.append(damaged[VERDICT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -173,11 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
             raise QfeatError(f"--fail-under {args.fail_under} is outside [0, 1]")
         check_candidate(fields["candidate"])
-        checkpoint_format(fields["candidate"])  # an unknown format fails before any load
+        if not is_gguf(fields["candidate"]):
+            checkpoint_format(fields["candidate"])  # an unknown format fails before any load
         watch = [f"survival.watch=[{','.join(map(str, args.watch))}]"] if args.watch else []
         cfg = audit_config(fields, [*overrides, *watch])
         plan = plan_job(cfg)
-        metrics = run(cfg, plan, compress_stage=load_candidate).summary.metrics
+        if is_gguf(fields["candidate"]):
+            check_gguf_candidate(cfg)
+        summary = run(cfg, plan, compress_stage=load_candidate).summary
         out = plan.out
         frame = pd.read_parquet(out / FEATURES_FILE)
         gated, what = frame[frame["active"]], "active features"
@@ -186,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     except QfeatError as err:
         print(f"qfeat audit: error: {err}", file=sys.stderr)
         return 2
-    print(verdict(metrics, frame, args.worst))
+    print(verdict(summary, frame, args.worst))
     if args.watch:
         print(f"{len(gated)} watched features:")
         print(gated[VERDICT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -6,16 +6,20 @@ qfeat-export OUT_DIR [key=value ...]
 bits=3, model=…). The model is compressed by the job's own stages (same tokens, same
 calibration slice) and saved with save_pretrained beside its tokenizer, so
 `qfeat-audit candidate=OUT_DIR` loads it as transformers does and measures what the sweep
-measured.
+measured. With compression=gguf, an OUT ending in .gguf is the GGUF file llama.cpp wrote (what
+llama.cpp and the apps built on it load; `qfeat-audit candidate=OUT.gguf`).
 """
 
 import argparse
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from sweep.base.atomic import check_writable
 from sweep.base.errors import QfeatError
 from sweep.config.compose import compose_config
+from sweep.config.compression import GGUFConfig
 from sweep.config.validate import validate
 from sweep.inputs.models import load_hf_model, resolve_device
 from sweep.job.compress import build_variants
@@ -26,13 +30,23 @@ def export(out: Path, overrides: list[str]) -> str:
     """Compress the configured model and save it to `out`; returns a one-line description."""
     cfg = compose_config(overrides)
     method = validate(cfg)
-    check_writable(out)
+    gguf_file = out.suffix == ".gguf"
+    if gguf_file and not isinstance(method, GGUFConfig):
+        raise QfeatError(f"{out} is a GGUF file name: only compression=gguf writes one")
+    check_writable(out.parent if gguf_file else out)
     sets = load_tokens(cfg, method)
     model = load_hf_model(cfg.model, resolve_device(cfg.runtime.device), cfg.runtime.half_on_cpu)
+    if isinstance(method, GGUFConfig):
+        method = replace(method, deployed=False)  # nothing is measured here
     variants = build_variants(method, model, lambda m: m, sets.calibration, cfg.runtime.batch_size)
-    model.save_pretrained(out)
-    sets.tokenizer.save_pretrained(out)
+    if gguf_file:
+        shutil.copyfile(variants.gguf.path, out)
+    else:
+        model.save_pretrained(out)
+        sets.tokenizer.save_pretrained(out)
     bits = "" if method.weight_bits is None else f" at {method.weight_bits} bits"
+    if variants.gguf is not None:
+        bits = f" {variants.gguf.type} at {variants.gguf.bits_per_weight:.3f} bits per weight"
     sparsity = "" if variants.sparsity is None else f", sparsity {variants.sparsity:.3f}"
     return (
         f"{cfg.model.name} with compression={method.name}{bits}{sparsity} "
@@ -43,7 +57,9 @@ def export(out: Path, overrides: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: 0 on success, 2 on bad input."""
     parser = argparse.ArgumentParser(prog="qfeat-export", description=__doc__)
-    parser.add_argument("out", type=Path, help="directory to write the checkpoint to")
+    parser.add_argument(
+        "out", type=Path, help="directory to write the checkpoint to (compression=gguf: or a .gguf)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. compression=rtn bits=3")
     args = parser.parse_args(argv)
     try:

@@ -25,6 +25,17 @@ HQQ_BITS = (2, 3, 4, 5, 6, 8)  # hqq's Quantizer.SUPPORTED_BITS within 2..16
 QUANTO_BITS = (2, 4, 8)  # quanto's integer weight qtypes qint2, qint4, qint8
 INT_BITS = (2, 3, 4, 5, 6, 7, 8)  # compressed-tensors' and torchao's integer weights
 BNB_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+# llama.cpp file types (llama-quantize's names) that qfeat quantizes to and reads back: every
+# one gguf-py dequantizes, for dense models. The IQ1/IQ2 mixes and Q2_K_S quantize only with an
+# importance matrix (llama.cpp refuses them without one).
+GGUF_TYPES = (
+    "F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S",
+    "Q4_1", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "IQ4_NL", "IQ4_XS", "IQ3_M", "IQ3_S",
+    "IQ3_XS", "IQ3_XXS",
+)  # fmt: skip
+# HF model_type -> GGUF architecture of the models qfeat reads GGUF weights back into.
+GGUF_ARCHITECTURES = {"gpt_neox": "gptneox"}
+GGUF_IMATRIX_TYPES = ("Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S")
 
 METHODS: Registry[type["CompressionConfig"]] = Registry("compression")
 
@@ -419,3 +430,41 @@ class AOFP8WOConfig(TorchAOConfig):
 
     name: str = "ao_fp8wo"
     fixed_bits: ClassVar[int] = 8
+
+
+@method
+@dataclass
+class GGUFConfig(CompressionConfig):
+    """llama.cpp's GGUF quantization: its own converter and quantizer (llama_model_quantize, with
+    its per-tensor type policy, embedding and unembedding included), read back and dequantized
+    into the HF model; `deployed` also runs llama.cpp itself on the measured tokens."""
+
+    name: str = "gguf"
+    type: str = "Q4_K_M"  # a llama.cpp file type (llama-quantize's name): GGUF_TYPES
+    imatrix: bool = False  # an importance matrix from llama.cpp on the calibration slice
+    calibration_sequences: int = II("calibration_sequences")  # used with imatrix=true
+    fp_embeddings: bool = False  # token embedding and output stay F32, as the other methods
+    deployed: bool = True  # also measure llama.cpp's own forward (its residual and log-probs)
+    requires: ClassVar[tuple[str, ...]] = ("llama_cpp", "gguf")
+
+    @property
+    def needs_calibration(self) -> bool:
+        """The importance matrix is computed on the calibration slice."""
+        return self.imatrix
+
+    def check(self) -> None:
+        """A file type llama.cpp quantizes to and gguf-py reads back; an imatrix where needed."""
+        super().check()
+        known = (*GGUF_TYPES, *GGUF_IMATRIX_TYPES)
+        if self.type not in known:
+            raise QfeatError(
+                f"compression.type={self.type!r} is not a GGUF type qfeat runs; use one of "
+                f"{', '.join(known)}"
+            )
+        if self.type in GGUF_IMATRIX_TYPES and not self.imatrix:
+            raise QfeatError(
+                f"compression.type={self.type} needs an importance matrix: "
+                "add compression.imatrix=true"
+            )
+        if self.imatrix:
+            _check_calibration(self)

@@ -1,5 +1,6 @@
 """The checks a job's config passes before any heavy import or work: each bad value is one line."""
 
+import json
 import math
 import os
 import re
@@ -10,8 +11,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweep.base import libraries
 from sweep.base.errors import QfeatError, one_line
-from sweep.config.compression import METHODS, CompressionConfig
-from sweep.config.locations import DATA_SOURCES, MODEL_PATHS, SAE_NAMES, check_name
+from sweep.config.compression import GGUF_ARCHITECTURES, METHODS, CompressionConfig, GGUFConfig
+from sweep.config.locations import (
+    DATA_SOURCES,
+    MODEL_PATHS,
+    SAE_NAMES,
+    check_name,
+    local_model_dir,
+)
 
 WANDB_MODES = ("online", "offline", "disabled")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -63,12 +70,29 @@ def method_config(cfg: DictConfig) -> CompressionConfig:
     return method
 
 
+def check_gguf_model(cfg: DictConfig) -> None:
+    """compression=gguf on a local model qfeat cannot read GGUF weights back into is refused
+    from its config.json (a hub model is checked when it loads)."""
+    local = local_model_dir(cfg.model)
+    config = local / "config.json" if local is not None else None
+    if config is None or not config.is_file():
+        return
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type not in GGUF_ARCHITECTURES:
+        raise QfeatError(
+            f"compression=gguf reads GGUF weights back into {', '.join(GGUF_ARCHITECTURES)} "
+            f"models; model {cfg.model.name!r} is {model_type!r}"
+        )
+
+
 def validate(cfg: DictConfig) -> CompressionConfig:
     """Fail fast with one line on values the schema's types cannot catch; returns the method."""
     check_name("model", cfg.model.name, list(MODEL_PATHS))
     check_name("sae", cfg.sae.name, SAE_NAMES)
     check_name("data source", cfg.data.source, DATA_SOURCES)
     method = method_config(cfg)
+    if isinstance(method, GGUFConfig):
+        check_gguf_model(cfg)
     s = cfg.survival
     if not 0.0 < s.blurred < s.survived <= 1.0:
         raise QfeatError(

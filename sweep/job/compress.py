@@ -7,28 +7,40 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
+from sweep.compressors.gguf import GGUFArtifact, quantize_model
 from sweep.compressors.matched import match_sparsity
 from sweep.compressors.registry import compress_model, restore_targets, snapshot_targets
-from sweep.config.compression import CompressionConfig, MagnitudeConfig, MagnitudeMatchedConfig
+from sweep.config.compression import (
+    CompressionConfig,
+    GGUFConfig,
+    MagnitudeConfig,
+    MagnitudeMatchedConfig,
+)
+from sweep.inputs.deployed import DeployedLM
 from sweep.inputs.hooked import HookedLM
+from sweep.inputs.llamacpp import threads_for
 from sweep.passes.perplexity import chunked_loss
 from sweep.results.summary import MatchResult
 
 # Wraps a (compressed) HF model for the measurement pass.
 Hook = Callable[[PreTrainedModel], HookedLM]
+DEPLOYED = "llama.cpp"  # the variant that is llama.cpp's own forward of a GGUF file
 
 
 @dataclass
 class Variants:
     """Compressed models by name; `primary` is the one the job's features.parquet describes,
-    `baseline` (a matched pair only) the partner it is compared with."""
+    `baseline` (a matched pair only) the partner it is compared with; `gguf` the file a GGUF
+    variant holds, `deployed` the name of its llama.cpp variant when that runs too."""
 
-    models: dict[str, HookedLM]
+    models: dict[str, HookedLM | DeployedLM]
     primary: str
     n_matrices: int
     sparsity: float | None = None
     match: MatchResult | None = None
     baseline: str | None = None
+    gguf: GGUFArtifact | None = None
+    deployed: str | None = None
 
 
 def calibration_ppl(model: PreTrainedModel, tokens: torch.Tensor, batch_size: int) -> float:
@@ -46,6 +58,9 @@ def build_variants(
     """Compress `hf_model` (in place) into the job's variant(s), each wrapped by `hooked`."""
     if isinstance(method, MagnitudeMatchedConfig):
         return matched_pair(method, hf_model, hooked, calibration, batch_size)
+    if isinstance(method, GGUFConfig):
+        artifact = quantize_model(hf_model, method, calibration)
+        return gguf_variant(method.name, hf_model, hooked, artifact)
     n = compress_model(hf_model, method, calibration)
     return Variants(
         models={method.name: hooked(hf_model)},
@@ -89,3 +104,30 @@ def matched_pair(
         match=match,
         baseline=method.baseline.name,
     )
+
+
+def gguf_variant(
+    name: str, hf_model: PreTrainedModel, hooked: Hook, artifact: GGUFArtifact
+) -> Variants:
+    """The HF model holding a GGUF file's dequantized weights, as the primary variant."""
+    return Variants(
+        models={name: hooked(hf_model)},
+        primary=name,
+        n_matrices=artifact.n_quantized,
+        gguf=artifact,
+    )
+
+
+def add_deployed(variants: Variants, hooks: list[str], seq_len: int) -> None:
+    """Measure llama.cpp's own forward of the variant's GGUF file beside it (same tokens, its
+    residual at the SAEs' hooks, its logits)."""
+    primary = variants.models[variants.primary]
+    variants.models[DEPLOYED] = DeployedLM(
+        variants.gguf.path,
+        hooks,
+        primary.n_layers,
+        seq_len,
+        primary.centre,
+        threads_for(primary.model),
+    )
+    variants.deployed = DEPLOYED

@@ -48,6 +48,7 @@ def summarise(
         fidelity=found.fidelity or None,
         timings_s=timings,
         wall_time_s=wall_time_s,
+        gguf=found.gguf,
     )
 
 

@@ -13,7 +13,7 @@ from sae_lens import SAE
 from transformers import PreTrainedModel
 
 from sweep.base.errors import QfeatError
-from sweep.config.compression import CompressionConfig
+from sweep.config.compression import CompressionConfig, GGUFConfig
 from sweep.derive.classes import class_counts, class_fractions
 from sweep.derive.fidelity import measure_fidelity
 from sweep.derive.overlap import damage_overlap
@@ -24,19 +24,21 @@ from sweep.inputs.data import build_token_sets
 from sweep.inputs.hooked import HookedLM
 from sweep.inputs.models import load_hf_model, load_tokenizer, resolve_device, tl_processing
 from sweep.inputs.saes import check_sae_fits, check_sae_fits_config, load_saes, shared_model_kwargs
-from sweep.job.compress import Variants, build_variants
+from sweep.job.compress import Variants, add_deployed, build_variants
 from sweep.passes.logprobs import kl_method
 from sweep.passes.measure import Measurement, measure
 from sweep.passes.perplexity import sliding_perplexity
 from sweep.passes.reference import Reference, compute_reference
 from sweep.passes.reference_cache import load_or_compute, reference_key, weights_digest
 from sweep.passes.saefit import FitTotals
-from sweep.results.files import CONTEXTS_FILE, TOKENS_FILE
+from sweep.results.files import CONTEXTS_FILE, DEPLOYED_FEATURES_FILE, TOKENS_FILE
 from sweep.results.summary import (
     BaselineMetrics,
     Behaviour,
     ClassFractions,
+    Deployed,
     FidelitySummary,
+    GGUFRecord,
     Matched,
     Metrics,
     Prediction,
@@ -101,6 +103,7 @@ class Findings:
     matched: Matched | None
     sae_fit: dict[str, SaeFitPair] | None
     fidelity: dict[str, FidelitySummary] = field(default_factory=dict)
+    gguf: GGUFRecord | None = None
 
 
 # The compress stage: (config, method, loaded inputs, token sets) -> the variants to measure.
@@ -194,10 +197,14 @@ def fp_reference(cfg: DictConfig, keyed: dict, loaded: Loaded, sets: TokenSets) 
 def compress(
     cfg: DictConfig, method: CompressionConfig, loaded: Loaded, sets: TokenSets
 ) -> Variants:
-    """The job's method applied to the FP model in place (or a matched pair of it)."""
-    return build_variants(
+    """The job's method applied to the FP model in place (or a matched pair of it); a GGUF
+    file is also run by llama.cpp itself when its config asks for it."""
+    variants = build_variants(
         method, loaded.fp_model, loaded.hooked, sets.calibration, cfg.runtime.batch_size
     )
+    if isinstance(method, GGUFConfig) and method.deployed:
+        add_deployed(variants, list(loaded.saes), sets.tokens.shape[1])
+    return variants
 
 
 def measure_variants(
@@ -225,6 +232,7 @@ def measure_variants(
         measured.sliding = {
             name: sliding_perplexity(model, sets.tokens, stride, bos, result.variants[name].nll)
             for name, model in variants.models.items()
+            if name != variants.deployed
         }
     return measured
 
@@ -302,6 +310,11 @@ def derive(
             ),
             overlap=damage_overlap(frames[base], frame),
         )
+    gguf = None
+    if variants.gguf is not None:
+        gguf = gguf_record(m, frames)
+        if variants.deployed is not None:
+            tables[DEPLOYED_FEATURES_FILE] = frames[variants.deployed]
     sae_fit = None
     if m.fits:
         fitted = m.fits[variants.primary].metrics()
@@ -314,6 +327,34 @@ def derive(
         prediction={hook: predict_survival(f, seed=cfg.seed) for hook, f in by_sae.items()},
         matched=matched,
         sae_fit=sae_fit,
+        gguf=gguf,
+    )
+
+
+def gguf_record(m: Measured, frames: dict[str, pd.DataFrame]) -> GGUFRecord:
+    """The GGUF file's record; with llama.cpp's own forward measured, its classes, behaviour,
+    and the gap between its next-token log-probs and qfeat's forward of the same weights."""
+    variants, artifact = m.variants, m.variants.gguf
+    deployed = None
+    if (name := variants.deployed) is not None:
+        gap = (m.result.variants[name].nll - m.result.variants[variants.primary].nll).abs()
+        runtime = variants.models[name].runtime.settings
+        deployed = Deployed(
+            **class_counts(frames[name]),
+            **asdict(behaviour(m.result, name)),
+            runtime=runtime,
+            logp_gap_mean=float(gap.mean()),
+            logp_gap_max=float(gap.max()),
+            overlap=damage_overlap(frames[variants.primary], frames[name]),
+        )
+    return GGUFRecord(
+        type=artifact.type,
+        bits_per_weight=artifact.bits_per_weight,
+        matrix_types=artifact.matrix_types,
+        n_fallback=artifact.n_fallback,
+        imatrix=artifact.imatrix,
+        seconds=artifact.seconds,
+        deployed=deployed,
     )
 
 

@@ -10,6 +10,8 @@ OUTCOME_FILE = "outcome.json"  # in each Hydra job dir: what became of the job
 # point into (seq, pos, token_id, text).
 CONTEXTS_FILE = "contexts.parquet"
 TOKENS_FILE = "tokens.parquet"
+# compression=gguf with deployed=true: features.parquet's columns for llama.cpp's own forward.
+DEPLOYED_FEATURES_FILE = "features_deployed.parquet"
 JOBS_DIR = "jobs"
 
 

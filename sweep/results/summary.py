@@ -194,6 +194,38 @@ class FidelitySummary:
 
 
 @dataclass(config=_STRICT, kw_only=True)
+class Deployed(ClassFractions, Behaviour):
+    """The same measurement on llama.cpp's own forward of the GGUF file: SAE codes of its
+    residual stream at the hooks (its evaluation callback) and its log-probs."""
+
+    runtime: dict[str, int | str] = Field(description="llama.cpp's context settings and build")
+    logp_gap_mean: float = Field(
+        description="mean |log p_llama.cpp − log p_qfeat| of the observed next token, against "
+        "qfeat's forward of the same dequantized weights"
+    )
+    logp_gap_max: float
+    overlap: Overlap = Field(description="damaged features, qfeat's forward vs llama.cpp's")
+
+
+@dataclass(config=_STRICT, kw_only=True)
+class GGUFRecord:
+    """compression=gguf (or a GGUF candidate): the file llama.cpp wrote and what it holds."""
+
+    type: str = Field(description="llama.cpp file type (Q4_K_M, ...)")
+    bits_per_weight: float = Field(
+        description="bits per weight of the file's 2-D weights, embedding and unembedding included"
+    )
+    matrix_types: dict[str, int] = Field(description="2-D weights per ggml type")
+    n_fallback: int | None = Field(
+        description="tensors llama.cpp gave a fallback type (rows its block does not divide); "
+        "null for an audited file"
+    )
+    imatrix: bool
+    seconds: dict[str, float] = Field(description="convert, imatrix, quantize, read_back")
+    deployed: Deployed | None = Field(description="llama.cpp's own forward; null when not run")
+
+
+@dataclass(config=_STRICT, kw_only=True)
 class ReferenceInfo:
     """The FP reference a job was measured against: its cache key and who computed it."""
 
@@ -224,6 +256,7 @@ class Summary:
     fidelity: dict[str, FidelitySummary] | None
     timings_s: dict[str, float]
     wall_time_s: float
+    gguf: GGUFRecord | None = None
     status: Literal["complete"] = COMPLETE
     schema_version: int = SCHEMA_VERSION
 
