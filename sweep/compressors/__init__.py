@@ -8,6 +8,7 @@ from sweep.compressors.registry import (
     COMPRESSORS,
     compress_model,
     restore_targets,
+    selected_linears,
     snapshot_targets,
     target_linears,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "COMPRESSORS",
     "compress_model",
     "restore_targets",
+    "selected_linears",
     "snapshot_targets",
     "target_linears",
 ]

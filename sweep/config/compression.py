@@ -9,7 +9,7 @@ method without them ignores them. Class-level traits (ClassVar) say what a
 method needs; `check()` refuses bad values before any model is loaded.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from omegaconf import II, MISSING
@@ -18,7 +18,11 @@ from sweep.base.errors import QfeatError
 from sweep.base.registry import Registry
 
 MIN_BITS, MAX_BITS = 2, 16
-TARGETS = ("attention", "mlp")  # module groups a method compresses (see compressors.registry)
+# Module kinds of a transformer block's linear layers (compressors.registry maps them to module
+# names per architecture) and the groups of them a method compresses by default.
+KINDS = ("attn_qkv", "attn_out", "mlp_in", "mlp_out")
+GROUPS = {"attention": ("attn_qkv", "attn_out"), "mlp": ("mlp_in", "mlp_out")}
+TARGETS = tuple(GROUPS)  # the default targets: every block linear layer
 GRANULARITIES = ("channel", "tensor", "group")
 SCOPES = ("matrix", "global")
 HQQ_BITS = (2, 3, 4, 5, 6, 8)  # hqq's Quantizer.SUPPORTED_BITS within 2..16
@@ -31,6 +35,23 @@ METHODS: Registry[type["CompressionConfig"]] = Registry("compression")
 
 def _targets() -> list[str]:
     return list(TARGETS)
+
+
+def expand_targets(targets: list[str]) -> tuple[str, ...]:
+    """The module kinds a `targets` list names (a group stands for its kinds), in KINDS order."""
+    named = {k for t in targets for k in GROUPS.get(t, (t,))}
+    return tuple(k for k in KINDS if k in named)
+
+
+def check_selection(targets: list[str], blocks: list[int] | None, where: str) -> None:
+    """Known, non-empty module kinds or groups; blocks null or distinct non-negative indices."""
+    valid = [*TARGETS, *KINDS]
+    if not targets or set(targets) - set(valid):
+        raise QfeatError(f"{where}.targets={list(targets)}; choose from {valid}")
+    if blocks is not None and (not blocks or min(blocks) < 0 or len(set(blocks)) != len(blocks)):
+        raise QfeatError(
+            f"{where}.blocks={list(blocks)}; give distinct block indices >= 0 (null: every block)"
+        )
 
 
 def _choices(values: tuple[int, ...]) -> str:
@@ -62,6 +83,10 @@ class CompressionConfig:
     bit_choices: ClassVar[tuple[int, ...] | None] = None
     # The one bit-width of a method without a `bits` option (None: it does not quantize).
     fixed_bits: ClassVar[int | None] = None
+    # It takes a bit-width per module (compression=mixed may use it as its method).
+    mixable: ClassVar[bool] = False
+    # Options added after RESULTS_VERSION 2 -> the value that leaves them out of a job key.
+    key_neutral: ClassVar[dict[str, Any]] = {}
 
     @property
     def weight_bits(self) -> int | None:
@@ -77,6 +102,22 @@ class CompressionConfig:
     def prunes(self) -> bool:
         """Whether it reads the `sparsity` axis."""
         return any(f.name == "sparsity" for f in fields(self))
+
+    def key_fields(self) -> dict[str, Any]:
+        """The options that determine a job's result: every field, except an option added
+        after RESULTS_VERSION 2 while it holds its neutral value (older keys stay valid)."""
+        whole, out = asdict(self), {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.key_neutral and value == self.key_neutral[f.name]:
+                continue
+            is_method = isinstance(value, CompressionConfig)
+            out[f.name] = value.key_fields() if is_method else whole[f.name]
+        return out
+
+    def selected_blocks(self) -> set[int]:
+        """The block indices its options name (checked against the model's depth)."""
+        return set()
 
     def check(self) -> None:
         """Refuse values the types cannot catch, in one line (no model is loaded yet)."""
@@ -95,18 +136,21 @@ class CompressionConfig:
 
 @dataclass
 class TargetedConfig(CompressionConfig):
-    """A method that compresses the linear layers of the chosen module groups of every block;
-    embeddings, unembedding, norms and biases stay FP."""
+    """A method that compresses the linear layers of the chosen module kinds (or groups of
+    them) of the chosen blocks; embeddings, unembedding, norms, biases and every other linear
+    layer stay bit-identical to FP."""
 
-    targets: list[str] = field(default_factory=_targets)
+    targets: list[str] = field(default_factory=_targets)  # groups (attention, mlp) or KINDS
+    blocks: list[int] | None = None  # block indices compressed; null: every block
+    key_neutral: ClassVar[dict[str, Any]] = {"blocks": None}
+
+    def selected_blocks(self) -> set[int]:
+        """The blocks it compresses when only some are chosen."""
+        return set(self.blocks or ())
 
     def check(self) -> None:
-        """Known, non-empty targets, then the method's own values."""
-        unknown = sorted(set(self.targets) - set(TARGETS))
-        if unknown or not self.targets:
-            raise QfeatError(
-                f"compression.targets={list(self.targets)}; choose from {list(TARGETS)}"
-            )
+        """A known, non-empty selection, then the method's own values."""
+        check_selection(list(self.targets), self.blocks, "compression")
         super().check()
 
 
@@ -196,11 +240,13 @@ class MagnitudeMatchedConfig(TargetedConfig):
         ):
             raise QfeatError("compression.baseline must be a compressing method (e.g. rtn)")
         self.baseline.check()
-        if list(self.baseline.targets) != list(self.targets):
-            raise QfeatError(
-                f"compression.targets={list(self.targets)} but compression.baseline.targets="
-                f"{list(self.baseline.targets)}: a matched pair compresses the same weights"
-            )
+        for option in ("targets", "blocks"):
+            mine, theirs = getattr(self, option), getattr(self.baseline, option)
+            if (None if mine is None else list(mine)) != (None if theirs is None else list(theirs)):
+                raise QfeatError(
+                    f"compression.{option}={mine} but compression.baseline.{option}={theirs}: "
+                    "a matched pair compresses the same weights"
+                )
         if self.scope not in SCOPES:
             raise QfeatError(f"compression.scope={self.scope!r}; use {' or '.join(SCOPES)}")
         if not (self.rel_tol > 0 and 0 < self.max_sparsity < 1 and self.max_steps >= 2):

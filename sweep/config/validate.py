@@ -11,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sweep.base import libraries
 from sweep.base.errors import QfeatError, one_line
 from sweep.config.compression import METHODS, CompressionConfig
-from sweep.config.locations import DATA_SOURCES, MODEL_PATHS, SAE_NAMES, check_name
+from sweep.config.locations import DATA_SOURCES, MODEL_PATHS, SAE_NAMES, check_name, model_depth
 
 WANDB_MODES = ("online", "offline", "disabled")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -63,12 +63,22 @@ def method_config(cfg: DictConfig) -> CompressionConfig:
     return method
 
 
+def check_blocks(method: CompressionConfig, depth: int | None) -> None:
+    """Every block index the method names exists in a local model (hub models: at load)."""
+    beyond = sorted(b for b in method.selected_blocks() if depth is not None and b >= depth)
+    if beyond:
+        raise QfeatError(
+            f"compression selects blocks {beyond}, but the model has {depth} (0..{depth - 1})"
+        )
+
+
 def validate(cfg: DictConfig) -> CompressionConfig:
     """Fail fast with one line on values the schema's types cannot catch; returns the method."""
     check_name("model", cfg.model.name, list(MODEL_PATHS))
     check_name("sae", cfg.sae.name, SAE_NAMES)
     check_name("data source", cfg.data.source, DATA_SOURCES)
     method = method_config(cfg)
+    check_blocks(method, model_depth(cfg.model))
     s = cfg.survival
     if not 0.0 < s.blurred < s.survived <= 1.0:
         raise QfeatError(

@@ -68,11 +68,13 @@ def matched_pair(
     baseline = copy.deepcopy(hf_model)
     n = compress_model(baseline, method.baseline, calibration)
     target = calibration_ppl(baseline, calibration, batch_size)
-    snapshot = snapshot_targets(hf_model, list(method.targets))
+    snapshot = snapshot_targets(hf_model, method)
 
     def prune(sparsity: float) -> None:
         restore_targets(hf_model, snapshot)
-        pruner = MagnitudeConfig(sparsity=sparsity, scope=method.scope, targets=method.targets)
+        pruner = MagnitudeConfig(
+            sparsity=sparsity, scope=method.scope, targets=method.targets, blocks=method.blocks
+        )
         compress_model(hf_model, pruner)
 
     def ppl_at(sparsity: float) -> float:

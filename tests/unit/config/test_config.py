@@ -82,6 +82,7 @@ def test_shipped_config_composes_and_validates() -> None:
         ("sae.name=nope", "unknown sae 'nope'"),
         ("compression.granularity=diagonal", "granularity='diagonal'; use channel, tensor"),
         ("compression.targets=[embeddings]", r"compression.targets=\['embeddings'\]; choose"),
+        ("compression.blocks=[1,4]", r"selects blocks \[4\], but the model has 4 \(0..3\)"),
         ("runtime.device=tpu", "runtime.device='tpu' is not a device"),
         ("compression.granularity=group", "positive compression.group_size"),
         ("survival.blurred=0.95", "survival.blurred < survival.survived"),
