@@ -44,7 +44,7 @@ def sweep_points(preset: str) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     axes = [
         [
-            f"{o.get_key_element()}={v}"
+            f"{o.get_key_element()}={'null' if v is None else v}"
             for v in (o.sweep_iterator() if o.is_sweep_override() else [o.value()])
         ]
         for o in parsed
@@ -62,6 +62,8 @@ def test_every_experiment_preset_composes_and_validates_at_every_point(preset: s
         validate(compose_config([f"+experiment={preset}", *point]))
     if preset == "tiny_families":
         assert len(points) == 18
+    if preset == "attribution":
+        assert len(points) == 50
 
 
 def test_shipped_config_composes_and_validates() -> None:
