@@ -3,9 +3,19 @@
 Importing the package registers every family; each imports its library only when used.
 """
 
-from sweep.compressors import ao, bnb, hqq, llmc, magnitude, quanto, rtn  # noqa: F401 (registration)
+from sweep.compressors import (  # noqa: F401 (registration)
+    ao,
+    bnb,
+    hqq,
+    llmc,
+    magnitude,
+    mixed,
+    quanto,
+    rtn,
+)
 from sweep.compressors.registry import (
     COMPRESSORS,
+    bits_per_weight,
     compress_model,
     restore_targets,
     selected_linears,
@@ -15,6 +25,7 @@ from sweep.compressors.registry import (
 
 __all__ = [
     "COMPRESSORS",
+    "bits_per_weight",
     "compress_model",
     "restore_targets",
     "selected_linears",

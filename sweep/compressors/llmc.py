@@ -17,7 +17,13 @@ from transformers import AutoTokenizer
 
 from sweep.base.errors import QfeatError
 from sweep.compressors.registry import COMPRESSORS, library, selected_linears
-from sweep.config.compression import KINDS, METHODS, CalibratedConfig, expand_targets
+from sweep.config.compression import (
+    KINDS,
+    METHODS,
+    CalibratedConfig,
+    MixedConfig,
+    expand_targets,
+)
 
 SMOOTHQUANT_STRENGTH = 0.8  # llm-compressor's W8A8 examples
 # GPT-NeoX's norm -> consuming layer pairs, by the consumer's module kind (llm-compressor knows
@@ -70,20 +76,33 @@ MODIFIERS = {  # llm-compressor module of each modifier class used
 }
 
 
-def recipe(model: nn.Module, cfg: CalibratedConfig) -> list:
-    """llm-compressor's modifiers for the method `cfg` configures, over the target layers."""
+def quantization_groups(model: nn.Module, parts: list[CalibratedConfig]) -> dict:
+    """compressed-tensors' config groups: one scheme per part (its layers, its bits)."""
+    scheme = library(parts[0].name, "compressed_tensors.quantization").QuantizationScheme
+    return {
+        "qfeat" if len(parts) == 1 else f"qfeat_{i}_w{part.bits}": scheme(
+            targets=[n for n, _ in selected_linears(model, part)], weights=weight_args(part)
+        )
+        for i, part in enumerate(parts)
+    }
+
+
+def recipe(model: nn.Module, cfg: CalibratedConfig | MixedConfig) -> list:
+    """llm-compressor's modifiers for the method `cfg` configures, over the target layers (a
+    mixed config: one GPTQ pass with a scheme per part)."""
+    parts = cfg.part_configs() if isinstance(cfg, MixedConfig) else [cfg]
+    cfg = parts[0]
     name = cfg.name
 
     def mod(cls: str):
         return getattr(library(name, MODIFIERS[cls]), cls)
 
-    targets = [n for n, _ in selected_linears(model, cfg)]
+    targets = [n for part in parts for n, _ in selected_linears(model, part)]
     output = model.get_output_embeddings()
     ignore = ["lm_head", *(n for n, m in model.named_modules() if m is output)]
-    scheme = library(name, "compressed_tensors.quantization").QuantizationScheme
-    mappings = neox_mappings(model, cfg)
+    mappings = neox_mappings(model, cfg) if name in SMOOTHING else None
     if name in ("gptq", "awq"):
-        groups = {"qfeat": scheme(targets=targets, weights=weight_args(cfg))}
+        groups = quantization_groups(model, parts)
         if name == "gptq":
             return [mod("GPTQModifier")(config_groups=groups, ignore=ignore)]
         pairs = None if mappings is None else [mod("AWQMapping")(n, [x]) for n, x in mappings]
@@ -136,7 +155,9 @@ def calibration_set(tokens: torch.Tensor):
     )
 
 
-def apply_oneshot(model: nn.Module, cfg: CalibratedConfig, calibration: torch.Tensor) -> None:
+def apply_oneshot(
+    model: nn.Module, cfg: CalibratedConfig | MixedConfig, calibration: torch.Tensor
+) -> None:
     """llm-compressor's oneshot with the method's recipe on the calibration slice, in place."""
     try:
         processor = AutoTokenizer.from_pretrained(model.name_or_path)

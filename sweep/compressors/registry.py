@@ -14,7 +14,7 @@ from torch import nn
 from sweep.base import libraries
 from sweep.base.errors import QfeatError
 from sweep.base.registry import Registry
-from sweep.config.compression import CompressionConfig, TargetedConfig
+from sweep.config.compression import TARGETS, CompressionConfig, MixedConfig, TargetedConfig
 
 Layers = list[tuple[str, nn.Linear]]
 # Applies a method in place: (model, its config, calibration tokens or None).
@@ -99,10 +99,32 @@ def target_linears(model: nn.Module, targets: list[str], blocks: list[int] | Non
 
 
 def selected_linears(model: nn.Module, cfg: CompressionConfig) -> Layers:
-    """The layers a method's config selects (none for a method without targets)."""
+    """The layers a method's config selects (every part's for a mixed config; none for a
+    method without targets)."""
     if isinstance(cfg, TargetedConfig):
         return target_linears(model, list(cfg.targets), cfg.blocks)
+    if isinstance(cfg, MixedConfig):
+        return [layer for part in cfg.part_configs() for layer in selected_linears(model, part)]
     return []
+
+
+def bits_per_weight(model: nn.Module, cfg: CompressionConfig) -> float | None:
+    """Mean bits per weight of the block linear layers once `cfg` quantizes them (integer bits
+    only, scales and zero points left out; a layer it leaves alone counts at the model's
+    width); None for a method without a bit-width (pruning, none)."""
+    parts = cfg.part_configs() if isinstance(cfg, MixedConfig) else [cfg]
+    if any(p.weight_bits is None for p in parts):
+        return None
+    bits = {name: p.weight_bits for p in parts for name, _ in selected_linears(model, p)}
+    layers = target_linears(model, list(TARGETS))
+    total = sum(layer.weight.numel() for _, layer in layers)
+    return (
+        sum(
+            layer.weight.numel() * bits.get(name, 8 * layer.weight.element_size())
+            for name, layer in layers
+        )
+        / total
+    )
 
 
 def compress_model(
@@ -114,7 +136,7 @@ def compress_model(
     the target modules by their library's modules, so the model then runs as deployed.
     """
     apply = COMPRESSORS.get(cfg.name)
-    if cfg.calibrated and calibration is None:
+    if cfg.needs_calibration and calibration is None:
         raise QfeatError(f"compression={cfg.name} needs calibration tokens")
     n = len(selected_linears(model, cfg))
     apply(model, cfg, calibration)

@@ -12,8 +12,10 @@ method needs; `check()` refuses bad values before any model is loaded.
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from sweep.base import libraries
 from sweep.base.errors import QfeatError
 from sweep.base.registry import Registry
 
@@ -175,6 +177,7 @@ class RTNConfig(TargetedConfig):
     symmetric: bool = True  # false: asymmetric with an integer zero point
     weights_only: ClassVar[bool] = True
     bit_choices: ClassVar[tuple[int, ...]] = tuple(range(MIN_BITS, MAX_BITS + 1))
+    mixable: ClassVar[bool] = True
 
     def check(self) -> None:
         """Granularity and group size agree."""
@@ -372,6 +375,7 @@ class GPTQConfig(CalibratedConfig):
     bits: int = II("bits")
     group_size: int | None = 128  # one scale per 128 input columns; null: per output channel
     bit_choices: ClassVar[tuple[int, ...]] = INT_BITS
+    mixable: ClassVar[bool] = True
 
 
 @method
@@ -465,3 +469,122 @@ class AOFP8WOConfig(TorchAOConfig):
 
     name: str = "ao_fp8wo"
     fixed_bits: ClassVar[int] = 8
+
+
+@dataclass
+class PartBits:
+    """One part of a mixed-precision config: these module kinds of these blocks at `bits`."""
+
+    targets: list[str] = MISSING  # module kinds or groups, as compression.targets
+    bits: int = MISSING
+    blocks: list[int] | None = None  # null: every block
+
+
+def _every_layer_at_bits() -> list[PartBits]:
+    return [PartBits(targets=list(TARGETS), bits=II("bits"))]
+
+
+# Options a mixed config sets per part, never through `options`.
+PER_PART = ("name", "bits", "targets", "blocks", "calibration_sequences")
+
+
+@method
+@dataclass
+class MixedConfig(CompressionConfig):
+    """Per-module bit-widths: each part (module kinds × blocks) is quantized by `method` at its
+    own bits with the method's `options`, in one application of the method (GPTQ calibrates
+    every part in one pass); a matrix no part selects stays FP. qfeat-plan writes one, and
+    `compression.parts` can be given by hand."""
+
+    name: str = "mixed"
+    method: str = "rtn"  # a method that takes a bit-width per module: rtn or gptq
+    options: dict[str, Any] = field(default_factory=dict)  # its other options, e.g. group_size
+    parts: list[PartBits] = field(default_factory=_every_layer_at_bits)  # default: rtn's job
+    calibration_sequences: int = II("calibration_sequences")  # used when the method calibrates
+    for_model: str | None = None  # a plan's model (content digest or hub id), checked at launch
+
+    @property
+    def base(self) -> type[CompressionConfig]:
+        """The config class of the method each part runs."""
+        if self.method not in METHODS.names():
+            raise QfeatError(f"compression.method={self.method!r} is not a method")
+        return METHODS.get(self.method)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether its method calibrates."""
+        return self.base.calibrated
+
+    @property
+    def weight_bits(self) -> int | None:
+        """One bit-width only when every part has the same."""
+        bits = {p.bits for p in self.parts}
+        return bits.pop() if len(bits) == 1 else None
+
+    def part_configs(self) -> list[CompressionConfig]:
+        """Each part as its method's own typed config (checked by that method's rules)."""
+        out = []
+        for i, part in enumerate(self.parts):
+            own = {"bits": part.bits, "targets": list(part.targets), "blocks": part.blocks}
+            if "calibration_sequences" in {f.name for f in fields(self.base)}:
+                own["calibration_sequences"] = self.calibration_sequences
+            try:
+                node = OmegaConf.merge(OmegaConf.structured(self.base), self.options, own)
+                out.append(OmegaConf.to_object(node))
+            except OmegaConfBaseException as err:
+                raise QfeatError(
+                    f"compression.parts[{i}] as {self.method}: {str(err).splitlines()[0]}"
+                ) from err
+        return out
+
+    def selected_blocks(self) -> set[int]:
+        """Every block a part names."""
+        return set().union(*(p.blocks or () for p in self.parts))
+
+    def key_fields(self) -> dict[str, Any]:
+        """Its options without the plan's model guard (the model is in the key) and, for a
+        method that does not calibrate, without calibration_sequences."""
+        out = super().key_fields()
+        out.pop("for_model")
+        if not self.needs_calibration:
+            out.pop("calibration_sequences")
+        return out
+
+    def check(self) -> None:
+        """A mixable method, its own options only, parts that do not overlap; each part's
+        config passes its method's checks."""
+        if not self.base.mixable:
+            mixable = [n for n in METHODS.names() if METHODS.get(n).mixable]
+            raise QfeatError(f"compression.method={self.method}; mixed precision takes {mixable}")
+        per_part = sorted(set(self.options) & set(PER_PART))
+        if per_part:
+            raise QfeatError(f"compression.options sets {per_part}: each part sets its own")
+        if not self.parts:
+            raise QfeatError("compression=mixed needs compression.parts (write them: qfeat-plan)")
+        for i, part in enumerate(self.parts):
+            check_selection(list(part.targets), part.blocks, f"compression.parts[{i}]")
+            for j, other in enumerate(self.parts[:i]):
+                if shared := overlap(other, part):
+                    raise QfeatError(f"compression.parts[{j}] and [{i}] both select {shared}")
+        if self.needs_calibration:
+            _check_calibration(self)
+        for module in self.base.requires:
+            libraries.require(module, f"compression=mixed with method={self.method}")
+        for i, config in enumerate(self.part_configs()):
+            try:
+                config.check()
+            except QfeatError as err:
+                raise QfeatError(f"compression.parts[{i}]: {err}") from err
+
+
+def overlap(a: PartBits, b: PartBits) -> str:
+    """What two parts both select ('' if nothing): kinds, and the blocks they share."""
+    kinds = [k for k in expand_targets(list(a.targets)) if k in expand_targets(list(b.targets))]
+    if a.blocks is None or b.blocks is None:
+        blocks = sorted(set(a.blocks or b.blocks or []))
+    else:
+        blocks = sorted(set(a.blocks) & set(b.blocks))
+        if not blocks:
+            return ""
+    where = f" of blocks {blocks}" if blocks else ""
+    return f"{', '.join(kinds)}{where}" if kinds else ""

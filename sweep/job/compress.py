@@ -8,7 +8,12 @@ import torch
 from transformers import PreTrainedModel
 
 from sweep.compressors.matched import match_sparsity
-from sweep.compressors.registry import compress_model, restore_targets, snapshot_targets
+from sweep.compressors.registry import (
+    bits_per_weight,
+    compress_model,
+    restore_targets,
+    snapshot_targets,
+)
 from sweep.config.compression import CompressionConfig, MagnitudeConfig, MagnitudeMatchedConfig
 from sweep.inputs.hooked import HookedLM
 from sweep.passes.perplexity import chunked_loss
@@ -29,6 +34,7 @@ class Variants:
     sparsity: float | None = None
     match: MatchResult | None = None
     baseline: str | None = None
+    bits_per_weight: float | None = None
 
 
 def calibration_ppl(model: PreTrainedModel, tokens: torch.Tensor, batch_size: int) -> float:
@@ -46,12 +52,14 @@ def build_variants(
     """Compress `hf_model` (in place) into the job's variant(s), each wrapped by `hooked`."""
     if isinstance(method, MagnitudeMatchedConfig):
         return matched_pair(method, hf_model, hooked, calibration, batch_size)
+    bits = bits_per_weight(hf_model, method)  # before any layer is replaced by a library's
     n = compress_model(hf_model, method, calibration)
     return Variants(
         models={method.name: hooked(hf_model)},
         primary=method.name,
         n_matrices=n,
         sparsity=getattr(method, "sparsity", None),
+        bits_per_weight=bits,
     )
 
 

@@ -13,7 +13,13 @@ from sweep.base.errors import QfeatError
 from sweep.compressors import COMPRESSORS, compress_model, target_linears
 from sweep.compressors.llmc import neox_mappings
 from sweep.compressors.registry import block_index, module_kind
-from sweep.config.compression import GROUPS, KINDS, METHODS, CalibratedConfig
+from sweep.config.compression import (
+    GROUPS,
+    KINDS,
+    METHODS,
+    CalibratedConfig,
+    TargetedConfig,
+)
 
 NEOX_KINDS = {
     "attn_qkv": ["attention.query_key_value"],
@@ -84,8 +90,9 @@ def test_a_selection_that_matches_nothing_names_what() -> None:
 UNIT_METHODS = [
     n
     for n in COMPRESSORS.names()
-    if n != "none" and not issubclass(METHODS.get(n), CalibratedConfig)
-]
+    if issubclass(METHODS.get(n), TargetedConfig)
+    and not issubclass(METHODS.get(n), CalibratedConfig)
+]  # mixed selects per part: tests/unit/compressors/test_mixed.py
 SELECTIONS = [("[attn_out]", "[1]"), ("[attn_qkv,mlp_in]", "[0]"), ("[mlp]", "null")]
 
 
