@@ -10,21 +10,26 @@ from sweep.compressors import (  # noqa: F401 (registration)
     hqq,
     llmc,
     magnitude,
+    mixed,
     quanto,
     rtn,
 )
 from sweep.compressors.registry import (
     COMPRESSORS,
+    bits_per_weight,
     compress_model,
     restore_targets,
+    selected_linears,
     snapshot_targets,
     target_linears,
 )
 
 __all__ = [
     "COMPRESSORS",
+    "bits_per_weight",
     "compress_model",
     "restore_targets",
+    "selected_linears",
     "snapshot_targets",
     "target_linears",
 ]

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import TorchAoConfig
 from transformers.quantizers.auto import AutoHfQuantizer
 
-from sweep.compressors.registry import COMPRESSORS, divides, library, target_linears
+from sweep.compressors.registry import COMPRESSORS, divides, library, selected_linears
 from sweep.config.compression import METHODS, TorchAOConfig
 
 
@@ -49,7 +49,7 @@ def tag_as_loaded(model: nn.Module, config: Any, targets: set[str]) -> None:
 
 def apply_ao(model: nn.Module, cfg: TorchAOConfig, _calibration) -> None:
     """quantize_ with the method's torchao config over the target layers, in place."""
-    layers = target_linears(model, list(cfg.targets))
+    layers = selected_linears(model, cfg)
     group = getattr(cfg, "group_size", None)
     if group:
         divides(layers, group, lambda layer: layer.in_features)

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import BitsAndBytesConfig
 from transformers.quantizers.auto import AutoHfQuantizer
 
-from sweep.compressors.registry import COMPRESSORS, divides, library, target_linears
+from sweep.compressors.registry import COMPRESSORS, divides, library, selected_linears
 from sweep.config.compression import BnB4bitConfig, LLMInt8Config
 
 INT8_THRESHOLD = 6.0  # transformers' llm_int8_threshold default: the outlier cut of LLM.int8
@@ -92,7 +92,7 @@ def tag_as_loaded(model: nn.Module, quant: BitsAndBytesConfig) -> None:
 
 def apply_4bit(model: nn.Module, cfg: BnB4bitConfig, _calibration) -> None:
     """NF4 or FP4 (cfg.name is bitsandbytes' quant_type) of every target layer."""
-    layers = target_linears(model, list(cfg.targets))
+    layers = selected_linears(model, cfg)
     blocksize = cfg.group_size or 64
     divides(layers, blocksize, lambda layer: layer.weight.numel())
     dtype = layers[0][1].weight.dtype
@@ -108,7 +108,7 @@ def apply_4bit(model: nn.Module, cfg: BnB4bitConfig, _calibration) -> None:
 
 def apply_int8(model: nn.Module, cfg: LLMInt8Config, _calibration) -> None:
     """LLM.int8 of every target layer."""
-    for name, layer in target_linears(model, list(cfg.targets)):
+    for name, layer in selected_linears(model, cfg):
         replace_module(model, name, linear_int8(layer))
     tag_as_loaded(model, BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=INT8_THRESHOLD))
 

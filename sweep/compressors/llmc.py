@@ -16,15 +16,23 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from sweep.base.errors import QfeatError
-from sweep.compressors.registry import COMPRESSORS, library, target_linears
-from sweep.config.compression import METHODS, CalibratedConfig
+from sweep.compressors.registry import COMPRESSORS, library, selected_linears
+from sweep.config.compression import (
+    KINDS,
+    METHODS,
+    CalibratedConfig,
+    MixedConfig,
+    expand_targets,
+)
 
 SMOOTHQUANT_STRENGTH = 0.8  # llm-compressor's W8A8 examples
-# GPT-NeoX's norm -> consuming layer pairs (llm-compressor knows Llama, Gemma, … itself).
+# GPT-NeoX's norm -> consuming layer pairs, by the consumer's module kind (llm-compressor knows
+# Llama, Gemma, … itself).
 NEOX_MAPPINGS = {
-    "attention": ("input_layernorm", "attention.query_key_value"),
-    "mlp": ("post_attention_layernorm", "mlp.dense_h_to_4h"),
+    "attn_qkv": ("input_layernorm", "attention.query_key_value"),
+    "mlp_in": ("post_attention_layernorm", "mlp.dense_h_to_4h"),
 }
+SMOOTHING = ("awq", "w8a8")  # methods that rescale each norm into the layers it feeds
 
 
 def weight_args(cfg: CalibratedConfig):
@@ -37,13 +45,23 @@ def weight_args(cfg: CalibratedConfig):
 
 
 def neox_mappings(model: nn.Module, cfg: CalibratedConfig) -> list[tuple[str, str]] | None:
-    """(norm, layer) regex pairs for GPT-NeoX, whose layout llm-compressor does not know."""
+    """(norm, layer) regex pairs for GPT-NeoX, whose layout llm-compressor does not know: the
+    norms feeding the selected kinds of the selected blocks, so no other block is rescaled."""
+    partial = cfg.blocks is not None or expand_targets(list(cfg.targets)) != KINDS
     if model.config.model_type != "gpt_neox":
+        if partial and cfg.name in SMOOTHING:
+            raise QfeatError(
+                f"compression={cfg.name} with a partial selection (targets, blocks) needs "
+                "smoothing mappings limited to it; qfeat builds them for GPT-NeoX only "
+                f"(model_type {model.config.model_type})"
+            )
         return None
+    block = "" if cfg.blocks is None else rf"layers\.({'|'.join(map(str, sorted(cfg.blocks)))})\."
+    kinds = expand_targets(list(cfg.targets))
     return [
-        (f"re:.*{norm}$", f"re:.*{layer}$")
-        for target, (norm, layer) in NEOX_MAPPINGS.items()
-        if target in cfg.targets
+        (f"re:.*{block}{norm}$", f"re:.*{block}{layer}$")
+        for kind, (norm, layer) in NEOX_MAPPINGS.items()
+        if kind in kinds
     ]
 
 
@@ -58,20 +76,33 @@ MODIFIERS = {  # llm-compressor module of each modifier class used
 }
 
 
-def recipe(model: nn.Module, cfg: CalibratedConfig) -> list:
-    """llm-compressor's modifiers for the method `cfg` configures, over the target layers."""
+def quantization_groups(model: nn.Module, parts: list[CalibratedConfig]) -> dict:
+    """compressed-tensors' config groups: one scheme per part (its layers, its bits)."""
+    scheme = library(parts[0].name, "compressed_tensors.quantization").QuantizationScheme
+    return {
+        "qfeat" if len(parts) == 1 else f"qfeat_{i}_w{part.bits}": scheme(
+            targets=[n for n, _ in selected_linears(model, part)], weights=weight_args(part)
+        )
+        for i, part in enumerate(parts)
+    }
+
+
+def recipe(model: nn.Module, cfg: CalibratedConfig | MixedConfig) -> list:
+    """llm-compressor's modifiers for the method `cfg` configures, over the target layers (a
+    mixed config: one GPTQ pass with a scheme per part)."""
+    parts = cfg.part_configs() if isinstance(cfg, MixedConfig) else [cfg]
+    cfg = parts[0]
     name = cfg.name
 
     def mod(cls: str):
         return getattr(library(name, MODIFIERS[cls]), cls)
 
-    targets = [n for n, _ in target_linears(model, list(cfg.targets))]
+    targets = [n for part in parts for n, _ in selected_linears(model, part)]
     output = model.get_output_embeddings()
     ignore = ["lm_head", *(n for n, m in model.named_modules() if m is output)]
-    scheme = library(name, "compressed_tensors.quantization").QuantizationScheme
-    mappings = neox_mappings(model, cfg)
+    mappings = neox_mappings(model, cfg) if name in SMOOTHING else None
     if name in ("gptq", "awq"):
-        groups = {"qfeat": scheme(targets=targets, weights=weight_args(cfg))}
+        groups = quantization_groups(model, parts)
         if name == "gptq":
             return [mod("GPTQModifier")(config_groups=groups, ignore=ignore)]
         pairs = None if mappings is None else [mod("AWQMapping")(n, [x]) for n, x in mappings]
@@ -124,7 +155,9 @@ def calibration_set(tokens: torch.Tensor):
     )
 
 
-def apply_oneshot(model: nn.Module, cfg: CalibratedConfig, calibration: torch.Tensor) -> None:
+def apply_oneshot(
+    model: nn.Module, cfg: CalibratedConfig | MixedConfig, calibration: torch.Tensor
+) -> None:
     """llm-compressor's oneshot with the method's recipe on the calibration slice, in place."""
     try:
         processor = AutoTokenizer.from_pretrained(model.name_or_path)

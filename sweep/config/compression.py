@@ -9,16 +9,22 @@ method without them ignores them. Class-level traits (ClassVar) say what a
 method needs; `check()` refuses bad values before any model is loaded.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from sweep.base import libraries
 from sweep.base.errors import QfeatError
 from sweep.base.registry import Registry
 
 MIN_BITS, MAX_BITS = 2, 16
-TARGETS = ("attention", "mlp")  # module groups a method compresses (see compressors.registry)
+# Module kinds of a transformer block's linear layers (compressors.registry maps them to module
+# names per architecture) and the groups of them a method compresses by default.
+KINDS = ("attn_qkv", "attn_out", "mlp_in", "mlp_out")
+GROUPS = {"attention": ("attn_qkv", "attn_out"), "mlp": ("mlp_in", "mlp_out")}
+TARGETS = tuple(GROUPS)  # the default targets: every block linear layer
 GRANULARITIES = ("channel", "tensor", "group")
 SCOPES = ("matrix", "global")
 HQQ_BITS = (2, 3, 4, 5, 6, 8)  # hqq's Quantizer.SUPPORTED_BITS within 2..16
@@ -42,6 +48,23 @@ METHODS: Registry[type["CompressionConfig"]] = Registry("compression")
 
 def _targets() -> list[str]:
     return list(TARGETS)
+
+
+def expand_targets(targets: list[str]) -> tuple[str, ...]:
+    """The module kinds a `targets` list names (a group stands for its kinds), in KINDS order."""
+    named = {k for t in targets for k in GROUPS.get(t, (t,))}
+    return tuple(k for k in KINDS if k in named)
+
+
+def check_selection(targets: list[str], blocks: list[int] | None, where: str) -> None:
+    """Known, non-empty module kinds or groups; blocks null or distinct non-negative indices."""
+    valid = [*TARGETS, *KINDS]
+    if not targets or set(targets) - set(valid):
+        raise QfeatError(f"{where}.targets={list(targets)}; choose from {valid}")
+    if blocks is not None and (not blocks or min(blocks) < 0 or len(set(blocks)) != len(blocks)):
+        raise QfeatError(
+            f"{where}.blocks={list(blocks)}; give distinct block indices >= 0 (null: every block)"
+        )
 
 
 def _choices(values: tuple[int, ...]) -> str:
@@ -73,6 +96,10 @@ class CompressionConfig:
     bit_choices: ClassVar[tuple[int, ...] | None] = None
     # The one bit-width of a method without a `bits` option (None: it does not quantize).
     fixed_bits: ClassVar[int | None] = None
+    # It takes a bit-width per module (compression=mixed may use it as its method).
+    mixable: ClassVar[bool] = False
+    # Options added after RESULTS_VERSION 2 -> the value that leaves them out of a job key.
+    key_neutral: ClassVar[dict[str, Any]] = {}
 
     @property
     def weight_bits(self) -> int | None:
@@ -88,6 +115,22 @@ class CompressionConfig:
     def prunes(self) -> bool:
         """Whether it reads the `sparsity` axis."""
         return any(f.name == "sparsity" for f in fields(self))
+
+    def key_fields(self) -> dict[str, Any]:
+        """The options that determine a job's result: every field, except an option added
+        after RESULTS_VERSION 2 while it holds its neutral value (older keys stay valid)."""
+        whole, out = asdict(self), {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.key_neutral and value == self.key_neutral[f.name]:
+                continue
+            is_method = isinstance(value, CompressionConfig)
+            out[f.name] = value.key_fields() if is_method else whole[f.name]
+        return out
+
+    def selected_blocks(self) -> set[int]:
+        """The block indices its options name (checked against the model's depth)."""
+        return set()
 
     def check(self) -> None:
         """Refuse values the types cannot catch, in one line (no model is loaded yet)."""
@@ -106,18 +149,21 @@ class CompressionConfig:
 
 @dataclass
 class TargetedConfig(CompressionConfig):
-    """A method that compresses the linear layers of the chosen module groups of every block;
-    embeddings, unembedding, norms and biases stay FP."""
+    """A method that compresses the linear layers of the chosen module kinds (or groups of
+    them) of the chosen blocks; embeddings, unembedding, norms, biases and every other linear
+    layer stay bit-identical to FP."""
 
-    targets: list[str] = field(default_factory=_targets)
+    targets: list[str] = field(default_factory=_targets)  # groups (attention, mlp) or KINDS
+    blocks: list[int] | None = None  # block indices compressed; null: every block
+    key_neutral: ClassVar[dict[str, Any]] = {"blocks": None}
+
+    def selected_blocks(self) -> set[int]:
+        """The blocks it compresses when only some are chosen."""
+        return set(self.blocks or ())
 
     def check(self) -> None:
-        """Known, non-empty targets, then the method's own values."""
-        unknown = sorted(set(self.targets) - set(TARGETS))
-        if unknown or not self.targets:
-            raise QfeatError(
-                f"compression.targets={list(self.targets)}; choose from {list(TARGETS)}"
-            )
+        """A known, non-empty selection, then the method's own values."""
+        check_selection(list(self.targets), self.blocks, "compression")
         super().check()
 
 
@@ -142,6 +188,7 @@ class RTNConfig(TargetedConfig):
     symmetric: bool = True  # false: asymmetric with an integer zero point
     weights_only: ClassVar[bool] = True
     bit_choices: ClassVar[tuple[int, ...]] = tuple(range(MIN_BITS, MAX_BITS + 1))
+    mixable: ClassVar[bool] = True
 
     def check(self) -> None:
         """Granularity and group size agree."""
@@ -207,11 +254,13 @@ class MagnitudeMatchedConfig(TargetedConfig):
         ):
             raise QfeatError("compression.baseline must be a compressing method (e.g. rtn)")
         self.baseline.check()
-        if list(self.baseline.targets) != list(self.targets):
-            raise QfeatError(
-                f"compression.targets={list(self.targets)} but compression.baseline.targets="
-                f"{list(self.baseline.targets)}: a matched pair compresses the same weights"
-            )
+        for option in ("targets", "blocks"):
+            mine, theirs = getattr(self, option), getattr(self.baseline, option)
+            if (None if mine is None else list(mine)) != (None if theirs is None else list(theirs)):
+                raise QfeatError(
+                    f"compression.{option}={mine} but compression.baseline.{option}={theirs}: "
+                    "a matched pair compresses the same weights"
+                )
         if self.scope not in SCOPES:
             raise QfeatError(f"compression.scope={self.scope!r}; use {' or '.join(SCOPES)}")
         if not (self.rel_tol > 0 and 0 < self.max_sparsity < 1 and self.max_steps >= 2):
@@ -337,6 +386,7 @@ class GPTQConfig(CalibratedConfig):
     bits: int = II("bits")
     group_size: int | None = 128  # one scale per 128 input columns; null: per output channel
     bit_choices: ClassVar[tuple[int, ...]] = INT_BITS
+    mixable: ClassVar[bool] = True
 
 
 @method
@@ -468,3 +518,122 @@ class GGUFConfig(CompressionConfig):
             )
         if self.imatrix:
             _check_calibration(self)
+
+
+@dataclass
+class PartBits:
+    """One part of a mixed-precision config: these module kinds of these blocks at `bits`."""
+
+    targets: list[str] = MISSING  # module kinds or groups, as compression.targets
+    bits: int = MISSING
+    blocks: list[int] | None = None  # null: every block
+
+
+def _every_layer_at_bits() -> list[PartBits]:
+    return [PartBits(targets=list(TARGETS), bits=II("bits"))]
+
+
+# Options a mixed config sets per part, never through `options`.
+PER_PART = ("name", "bits", "targets", "blocks", "calibration_sequences")
+
+
+@method
+@dataclass
+class MixedConfig(CompressionConfig):
+    """Per-module bit-widths: each part (module kinds × blocks) is quantized by `method` at its
+    own bits with the method's `options`, in one application of the method (GPTQ calibrates
+    every part in one pass); a matrix no part selects stays FP. qfeat-plan writes one, and
+    `compression.parts` can be given by hand."""
+
+    name: str = "mixed"
+    method: str = "rtn"  # a method that takes a bit-width per module: rtn or gptq
+    options: dict[str, Any] = field(default_factory=dict)  # its other options, e.g. group_size
+    parts: list[PartBits] = field(default_factory=_every_layer_at_bits)  # default: rtn's job
+    calibration_sequences: int = II("calibration_sequences")  # used when the method calibrates
+    for_model: str | None = None  # a plan's model (content digest or hub id), checked at launch
+
+    @property
+    def base(self) -> type[CompressionConfig]:
+        """The config class of the method each part runs."""
+        if self.method not in METHODS.names():
+            raise QfeatError(f"compression.method={self.method!r} is not a method")
+        return METHODS.get(self.method)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether its method calibrates."""
+        return self.base.calibrated
+
+    @property
+    def weight_bits(self) -> int | None:
+        """One bit-width only when every part has the same."""
+        bits = {p.bits for p in self.parts}
+        return bits.pop() if len(bits) == 1 else None
+
+    def part_configs(self) -> list[CompressionConfig]:
+        """Each part as its method's own typed config (checked by that method's rules)."""
+        out = []
+        for i, part in enumerate(self.parts):
+            own = {"bits": part.bits, "targets": list(part.targets), "blocks": part.blocks}
+            if "calibration_sequences" in {f.name for f in fields(self.base)}:
+                own["calibration_sequences"] = self.calibration_sequences
+            try:
+                node = OmegaConf.merge(OmegaConf.structured(self.base), self.options, own)
+                out.append(OmegaConf.to_object(node))
+            except OmegaConfBaseException as err:
+                raise QfeatError(
+                    f"compression.parts[{i}] as {self.method}: {str(err).splitlines()[0]}"
+                ) from err
+        return out
+
+    def selected_blocks(self) -> set[int]:
+        """Every block a part names."""
+        return set().union(*(p.blocks or () for p in self.parts))
+
+    def key_fields(self) -> dict[str, Any]:
+        """Its options without the plan's model guard (the model is in the key) and, for a
+        method that does not calibrate, without calibration_sequences."""
+        out = super().key_fields()
+        out.pop("for_model")
+        if not self.needs_calibration:
+            out.pop("calibration_sequences")
+        return out
+
+    def check(self) -> None:
+        """A mixable method, its own options only, parts that do not overlap; each part's
+        config passes its method's checks."""
+        if not self.base.mixable:
+            mixable = [n for n in METHODS.names() if METHODS.get(n).mixable]
+            raise QfeatError(f"compression.method={self.method}; mixed precision takes {mixable}")
+        per_part = sorted(set(self.options) & set(PER_PART))
+        if per_part:
+            raise QfeatError(f"compression.options sets {per_part}: each part sets its own")
+        if not self.parts:
+            raise QfeatError("compression=mixed needs compression.parts (write them: qfeat-plan)")
+        for i, part in enumerate(self.parts):
+            check_selection(list(part.targets), part.blocks, f"compression.parts[{i}]")
+            for j, other in enumerate(self.parts[:i]):
+                if shared := overlap(other, part):
+                    raise QfeatError(f"compression.parts[{j}] and [{i}] both select {shared}")
+        if self.needs_calibration:
+            _check_calibration(self)
+        for module in self.base.requires:
+            libraries.require(module, f"compression=mixed with method={self.method}")
+        for i, config in enumerate(self.part_configs()):
+            try:
+                config.check()
+            except QfeatError as err:
+                raise QfeatError(f"compression.parts[{i}]: {err}") from err
+
+
+def overlap(a: PartBits, b: PartBits) -> str:
+    """What two parts both select ('' if nothing): kinds, and the blocks they share."""
+    kinds = [k for k in expand_targets(list(a.targets)) if k in expand_targets(list(b.targets))]
+    if a.blocks is None or b.blocks is None:
+        blocks = sorted(set(a.blocks or b.blocks or []))
+    else:
+        blocks = sorted(set(a.blocks) & set(b.blocks))
+        if not blocks:
+            return ""
+    where = f" of blocks {blocks}" if blocks else ""
+    return f"{', '.join(kinds)}{where}" if kinds else ""

@@ -2,7 +2,6 @@
 and minus the sweep axes (their values live in the method's own options), with every local
 input replaced by its content digest, never its path."""
 
-from dataclasses import asdict
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -42,7 +41,7 @@ def keyed_config(cfg: DictConfig, method: CompressionConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     dropped = (*NON_KEY_FIELDS, *AXIS_FIELDS, "hydra")
     keyed = {k: v for k, v in resolved.items() if k not in dropped}
-    keyed["compression"] = asdict(method)
+    keyed["compression"] = method.key_fields()
     digests = input_digests(cfg)
     for role, (group, name) in _PATH_FIELDS.items():
         if digests[role] is not None:

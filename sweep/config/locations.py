@@ -1,6 +1,7 @@
 """Where each input of a job lives, and which names the config may use for it: path logic only
 (no loading), so keys and checks run before any heavy import."""
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -43,6 +44,18 @@ def local_model_dir(cfg: DictConfig) -> Path | None:
     """The model's checkpoint directory when it is local (None for an HF hub id)."""
     path = Path(model_path(cfg))
     return path if path.is_dir() else None
+
+
+def model_depth(cfg: DictConfig) -> int | None:
+    """The number of transformer blocks of a local checkpoint, from its config.json alone
+    (None for a hub id or a config without one)."""
+    directory = local_model_dir(cfg)
+    config = directory / "config.json" if directory else None
+    if config is None or not config.is_file():
+        return None
+    values = json.loads(config.read_text())
+    depth = values.get("num_hidden_layers", values.get("n_layer"))
+    return int(depth) if depth is not None else None
 
 
 def sae_layers(cfg: DictConfig) -> list[int]:

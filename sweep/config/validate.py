@@ -18,6 +18,7 @@ from sweep.config.locations import (
     SAE_NAMES,
     check_name,
     local_model_dir,
+    model_depth,
 )
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -85,6 +86,15 @@ def check_gguf_model(cfg: DictConfig) -> None:
         )
 
 
+def check_blocks(method: CompressionConfig, depth: int | None) -> None:
+    """Every block index the method names exists in a local model (hub models: at load)."""
+    beyond = sorted(b for b in method.selected_blocks() if depth is not None and b >= depth)
+    if beyond:
+        raise QfeatError(
+            f"compression selects blocks {beyond}, but the model has {depth} (0..{depth - 1})"
+        )
+
+
 def validate(cfg: DictConfig) -> CompressionConfig:
     """Fail fast with one line on values the schema's types cannot catch; returns the method."""
     check_name("model", cfg.model.name, list(MODEL_PATHS))
@@ -93,6 +103,7 @@ def validate(cfg: DictConfig) -> CompressionConfig:
     method = method_config(cfg)
     if isinstance(method, GGUFConfig):
         check_gguf_model(cfg)
+    check_blocks(method, model_depth(cfg.model))
     s = cfg.survival
     if not 0.0 < s.blurred < s.survived <= 1.0:
         raise QfeatError(

@@ -9,7 +9,12 @@ from transformers import PreTrainedModel
 
 from sweep.compressors.gguf import GGUFArtifact, quantize_model
 from sweep.compressors.matched import match_sparsity
-from sweep.compressors.registry import compress_model, restore_targets, snapshot_targets
+from sweep.compressors.registry import (
+    bits_per_weight,
+    compress_model,
+    restore_targets,
+    snapshot_targets,
+)
 from sweep.config.compression import (
     CompressionConfig,
     GGUFConfig,
@@ -41,6 +46,7 @@ class Variants:
     baseline: str | None = None
     gguf: GGUFArtifact | None = None
     deployed: str | None = None
+    bits_per_weight: float | None = None
 
 
 def calibration_ppl(model: PreTrainedModel, tokens: torch.Tensor, batch_size: int) -> float:
@@ -61,12 +67,14 @@ def build_variants(
     if isinstance(method, GGUFConfig):
         artifact = quantize_model(hf_model, method, calibration)
         return gguf_variant(method.name, hf_model, hooked, artifact)
+    bits = bits_per_weight(hf_model, method)  # before any layer is replaced by a library's
     n = compress_model(hf_model, method, calibration)
     return Variants(
         models={method.name: hooked(hf_model)},
         primary=method.name,
         n_matrices=n,
         sparsity=getattr(method, "sparsity", None),
+        bits_per_weight=bits,
     )
 
 
@@ -83,11 +91,13 @@ def matched_pair(
     baseline = copy.deepcopy(hf_model)
     n = compress_model(baseline, method.baseline, calibration)
     target = calibration_ppl(baseline, calibration, batch_size)
-    snapshot = snapshot_targets(hf_model, list(method.targets))
+    snapshot = snapshot_targets(hf_model, method)
 
     def prune(sparsity: float) -> None:
         restore_targets(hf_model, snapshot)
-        pruner = MagnitudeConfig(sparsity=sparsity, scope=method.scope, targets=method.targets)
+        pruner = MagnitudeConfig(
+            sparsity=sparsity, scope=method.scope, targets=method.targets, blocks=method.blocks
+        )
         compress_model(hf_model, pruner)
 
     def ppl_at(sparsity: float) -> float:

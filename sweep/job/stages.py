@@ -274,6 +274,7 @@ def headline(
         n_compressed_matrices=m.variants.n_matrices,
         frac_degraded=1.0 - counts["frac_survived"],
         sparsity=m.variants.sparsity,
+        bits_per_weight=m.variants.bits_per_weight,
         **sliding,
     )
 

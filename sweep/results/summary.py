@@ -66,6 +66,11 @@ class Metrics(ClassFractions, Behaviour):
     fp_ppl_sliding: float | None = None
     q_ppl_sliding: float | None = None
     delta_ppl_sliding: float | None = None
+    bits_per_weight: float | None = Field(
+        None,
+        description="mean integer bits per weight of the block linear layers (scales left out; "
+        "a layer left FP at the model's width); null for pruning",
+    )
 
 
 @dataclass(config=_STRICT, kw_only=True)

@@ -44,7 +44,7 @@ def sweep_points(preset: str) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     axes = [
         [
-            f"{o.get_key_element()}={v}"
+            f"{o.get_key_element()}={'null' if v is None else v}"
             for v in (o.sweep_iterator() if o.is_sweep_override() else [o.value()])
         ]
         for o in parsed
@@ -62,6 +62,8 @@ def test_every_experiment_preset_composes_and_validates_at_every_point(preset: s
         validate(compose_config([f"+experiment={preset}", *point]))
     if preset == "tiny_families":
         assert len(points) == 18
+    if preset == "attribution":
+        assert len(points) == 50
 
 
 def test_shipped_config_composes_and_validates() -> None:
@@ -82,6 +84,7 @@ def test_shipped_config_composes_and_validates() -> None:
         ("sae.name=nope", "unknown sae 'nope'"),
         ("compression.granularity=diagonal", "granularity='diagonal'; use channel, tensor"),
         ("compression.targets=[embeddings]", r"compression.targets=\['embeddings'\]; choose"),
+        ("compression.blocks=[1,4]", r"selects blocks \[4\], but the model has 4 \(0..3\)"),
         ("runtime.device=tpu", "runtime.device='tpu' is not a device"),
         ("compression.granularity=group", "positive compression.group_size"),
         ("survival.blurred=0.95", "survival.blurred < survival.survived"),
