@@ -11,6 +11,7 @@ import pandas as pd
 from sweep.base.atomic import write_json_atomic
 from sweep.derive.classes import class_counts, class_fractions
 from sweep.derive.predict import predict_survival
+from sweep.derive.uncertainty import Rules, uncertain
 from sweep.results.columns import FEATURE_COLUMNS
 from sweep.results.files import FEATURES_FILE, JOBS_DIR, SUMMARY_FILE
 from sweep.results.summary import (
@@ -36,6 +37,7 @@ def features_frame(r: list[float], hook: str = HOOK) -> pd.DataFrame:
     cls = np.where(r_arr >= 0.9, "survived", np.where(r_arr >= 0.5, "blurred", "destroyed"))
     data = {c: np.linspace(0.1, 1.0, n) for c, (t, _) in FEATURE_COLUMNS.items() if t == "float64"}
     data.update({c: np.arange(n) + 5 for c, (t, _) in FEATURE_COLUMNS.items() if t == "int64"})
+    r_lo, r_hi = r_arr - 0.02, np.minimum(r_arr + 0.02, 1.0)  # r ± 0.02: 0.91 is uncertain
     data.update(
         sae=hook,
         feature=np.arange(n),
@@ -43,6 +45,10 @@ def features_frame(r: list[float], hook: str = HOOK) -> pd.DataFrame:
         active=active,
         silenced=np.zeros(n, bool),
         damage=np.where(active, 1 - r_arr, np.nan),
+        r_lo=r_lo,
+        r_hi=r_hi,
+        r_defined=np.where(active, 1.0, np.nan),
+        uncertain=uncertain(r_arr, r_lo, r_hi, active, Rules(10, 0.9, 0.5)),
         **{"class": np.where(active, cls, "inactive")},
     )
     frame = pd.DataFrame(data)[list(FEATURE_COLUMNS)]

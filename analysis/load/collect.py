@@ -15,7 +15,7 @@ from analysis.load.jobfiles import JobRecord, check_features, read_job
 from sweep.base.errors import one_line
 from sweep.base.hooks import hook_layer
 from sweep.derive.classes import class_counts
-from sweep.results.columns import FEATURE_COLUMNS, FIDELITY_COLUMNS
+from sweep.results.columns import FEATURE_COLUMNS, OPTIONAL_COLUMNS
 from sweep.results.files import JOBS_DIR
 from sweep.results.summary import Prediction, Summary
 
@@ -23,8 +23,6 @@ log = logging.getLogger("qfeat.analysis")
 
 # Columns that identify a job in every frame.
 JOB_COLUMNS = ["sweep", "key", "model", "compression", "bits", "sparsity"]
-# Per-feature columns newer jobs add (steering/ablation fidelity): NaN for jobs written before.
-OPTIONAL_FEATURE_COLUMNS = FIDELITY_COLUMNS
 
 
 class AnalysisError(Exception):
@@ -118,7 +116,7 @@ def watchlist(summary: Summary) -> list[int]:
 def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """A valid record's job row, per-SAE rows and tagged features frame."""
     s = rec.summary
-    present = [c for c in FEATURE_COLUMNS if c not in FIDELITY_COLUMNS or c in rec.features]
+    present = [c for c in FEATURE_COLUMNS if c not in OPTIONAL_COLUMNS or c in rec.features]
     frame = rec.features[present].copy()
     frame = frame.assign(
         sweep=rec.sweep,
@@ -166,6 +164,7 @@ def build(
     if len(features):
         features["layer"] = features["sae"].map(lambda h: hook_layer(str(h)))
         features = features.reindex(columns=[*features.columns, *_absent(features)])
+        features["uncertain"] = features["uncertain"].astype("boolean").fillna(False).astype(bool)
     sort = ["sweep", "model", "compression", "bits"]
     if len(jobs):
         jobs = jobs.sort_values([*sort, "extras"], kind="stable", ignore_index=True)
@@ -184,8 +183,9 @@ def build(
 
 
 def _absent(features: pd.DataFrame) -> list[str]:
-    """Optional feature columns no collected job wrote (added as NaN so every frame has them)."""
-    return [c for c in OPTIONAL_FEATURE_COLUMNS if c not in features.columns]
+    """Optional feature columns no collected job wrote (added as NaN so every frame has them;
+    `uncertain` as False: without an interval nothing is flagged)."""
+    return [c for c in OPTIONAL_COLUMNS if c not in features.columns]
 
 
 def collect(sweep_dirs: list[Path | str]) -> Collection:

@@ -27,6 +27,10 @@ def class_counts(frame: pd.DataFrame) -> dict[str, float | int]:
     out["n_silenced"] = int(active["silenced"].sum())
     out["mean_r"] = float(active["r"].mean()) if n else float("nan")
     out["median_r"] = float(active["r"].median()) if n else float("nan")
+    if "uncertain" in frame:  # jobs before the token bootstrap have no intervals
+        unsure = int(active["uncertain"].astype(bool).sum())
+        out["n_uncertain"] = unsure
+        out["frac_uncertain"] = unsure / n if n else float("nan")
     return out
 
 
