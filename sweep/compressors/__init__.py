@@ -3,7 +3,16 @@
 Importing the package registers every family; each imports its library only when used.
 """
 
-from sweep.compressors import ao, bnb, hqq, llmc, magnitude, quanto, rtn  # noqa: F401 (registration)
+from sweep.compressors import (  # noqa: F401 (registration)
+    ao,
+    bnb,
+    hqq,
+    llmc,
+    magnitude,
+    noise,
+    quanto,
+    rtn,
+)
 from sweep.compressors.registry import (
     COMPRESSORS,
     compress_model,

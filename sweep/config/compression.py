@@ -25,6 +25,9 @@ HQQ_BITS = (2, 3, 4, 5, 6, 8)  # hqq's Quantizer.SUPPORTED_BITS within 2..16
 QUANTO_BITS = (2, 4, 8)  # quanto's integer weight qtypes qint2, qint4, qint8
 INT_BITS = (2, 3, 4, 5, 6, 7, 8)  # compressed-tensors' and torchao's integer weights
 BNB_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+# Methods a noise control can match: they rewrite the target weights in place (fake quantization
+# or pruning), so each matrix's error is W_method − W; module-replacing methods are not read back.
+NOISE_MATCHES = ("rtn", "hqq", "quanto", "magnitude")
 
 METHODS: Registry[type["CompressionConfig"]] = Registry("compression")
 
@@ -208,6 +211,40 @@ class MagnitudeMatchedConfig(TargetedConfig):
                 "matched search needs rel_tol > 0, 0 < max_sparsity < 1, max_steps >= 2"
             )
         _check_calibration(self)
+
+
+@method
+@dataclass
+class NoiseConfig(TargetedConfig):
+    """The matched-noise control: seeded Gaussian noise on every target weight, scaled so each
+    matrix's error norm ‖W' − W‖_F equals that of `match` (a method config, RTN at ${bits} by
+    default). A damage pattern shared with it is not specific to the method."""
+
+    name: str = "noise"
+    match: Any = MISSING  # compression@compression.match=<method> picks another
+    seed: int = 0
+    weights_only: ClassVar[bool] = True
+
+    @property
+    def weight_bits(self) -> int | None:
+        """The noisy model has no bit-width; the matched method's is what it is matched to."""
+        return self.match.weight_bits
+
+    def check(self) -> None:
+        """The matched method rewrites the same target weights in place (its error is then
+        W_match − W, matrix by matrix)."""
+        super().check()
+        if not isinstance(self.match, TargetedConfig) or self.match.name not in NOISE_MATCHES:
+            raise QfeatError(
+                "compression.match must be a method that rewrites weights in place "
+                f"({', '.join(NOISE_MATCHES)}); got {getattr(self.match, 'name', self.match)}"
+            )
+        self.match.check()
+        if list(self.match.targets) != list(self.targets):
+            raise QfeatError(
+                f"compression.targets={list(self.targets)} but compression.match.targets="
+                f"{list(self.match.targets)}: the noise goes on the weights it matches"
+            )
 
 
 def _check_calibration(cfg: Any) -> None:

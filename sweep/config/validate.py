@@ -58,7 +58,7 @@ def method_config(cfg: DictConfig) -> CompressionConfig:
     if not isinstance(method, METHODS.get(name)):
         raise QfeatError(f"compression.name={name} but the options are {type(method).__name__}'s")
     _check_options(node, method, "compression")
-    for part in (method, getattr(method, "baseline", None)):
+    for part in (method, getattr(method, "baseline", None), getattr(method, "match", None)):
         for module in getattr(part, "requires", ()):
             libraries.require(module, f"compression={part.name}")
     method.check()

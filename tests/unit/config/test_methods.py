@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, compose_config, method
 from sweep.base import libraries
 from sweep.base.errors import QfeatError
-from sweep.config.compression import METHODS, MagnitudeMatchedConfig
+from sweep.config.compression import METHODS, MagnitudeMatchedConfig, NoiseConfig
 from sweep.job.keys import plan_job
 
 NAMES = METHODS.names()
@@ -67,7 +67,9 @@ def test_a_key_holds_only_what_the_method_uses(name: str, tmp_path) -> None:
         ).key
 
     cfg = METHODS.get(name)
-    uses_bits = cfg.bit_choices is not None or issubclass(cfg, MagnitudeMatchedConfig)
+    uses_bits = cfg.bit_choices is not None or issubclass(
+        cfg, (MagnitudeMatchedConfig, NoiseConfig)
+    )
     choices = cfg.bit_choices or (3, 4)
     if 3 in choices and 4 in choices:
         assert (key("bits=3") == key("bits=4")) == (not uses_bits)
