@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 
 from sweep.base.atomic import write_json_atomic
-from sweep.derive.classes import class_counts, class_fractions
+from sweep.derive.classes import Rules, class_counts, class_fractions, uncertain
 from sweep.derive.predict import predict_survival
-from sweep.derive.uncertainty import Rules, uncertain
 from sweep.results.columns import FEATURE_COLUMNS
 from sweep.results.files import FEATURES_FILE, JOBS_DIR, SUMMARY_FILE
 from sweep.results.summary import (
@@ -22,6 +21,7 @@ from sweep.results.summary import (
     ReferenceInfo,
     SaeFitPair,
     Summary,
+    Uncertainty,
 )
 
 HOOK = "blocks.1.hook_resid_post"
@@ -79,6 +79,7 @@ def summary_of(
     q_ppl: float = 12.5,
     sae_fit: dict[str, SaeFitPair] | None = None,
     fidelity: dict[str, FidelitySummary] | None = None,
+    uncertainty: Uncertainty | None = None,
 ) -> Summary:
     """A job's Summary from its features frame (fp_ppl 10, kl 0.25; config: dotted keys)."""
     counts = class_counts(frame)
@@ -129,6 +130,7 @@ def summary_of(
         matched=matched,
         sae_fit=sae_fit,
         fidelity=fidelity,
+        uncertainty=uncertainty,
         timings_s={"measure": 1.0},
         wall_time_s=2.0,
     )

@@ -77,6 +77,9 @@ def _job_row(rec: JobRecord) -> dict[str, Any]:
     overlap = asdict(matched.overlap) if matched else {}
     for k in ("jaccard", "spearman", "n_damaged_a", "n_damaged_b", "n_common_active"):
         row[f"overlap_{k}"] = overlap.get(k, np.nan)
+    u = s.uncertainty
+    row["settled"] = u.settled if u else None
+    row["settle_note"] = u.settle_note if u else None
     return row
 
 
@@ -89,6 +92,7 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
         counts = asdict(fractions) if fractions is not None else class_counts(part)
         pred = s.prediction.get(hook)
         name, auc_abs, sign = top_predictor(pred)
+        tokens = s.uncertainty.per_sae.get(hook) if s.uncertainty else None
         estimable = pred is not None and pred.estimable
         rows.append(
             {
@@ -102,6 +106,8 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
                 "top_predictor": name,
                 "top_predictor_auc": auc_abs,
                 "top_predictor_sign": sign,
+                "token_survived_lo": tokens.frac_survived_lo if tokens else np.nan,
+                "token_survived_hi": tokens.frac_survived_hi if tokens else np.nan,
             }
         )
     return rows

@@ -28,6 +28,7 @@ from analysis.tables.headline import (
     to_markdown,
     write_tables,
 )
+from analysis.tables.uncertainty import OVERLAP_PAIRS, TOKEN_SET
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -119,11 +120,19 @@ def _sections(
     skipped_tables: list[tuple[str, str]],
 ) -> list[tuple[str, str, str]]:
     """(title, html body, markdown body) of each report section."""
-    names = {"headline": headline_names(col), "matched": MATCHED, **fit_names(col)}
+    names = {
+        "headline": headline_names(col),
+        "matched": MATCHED,
+        **fit_names(col),
+        "token_set": TOKEN_SET,
+        "overlap_pairs": OVERLAP_PAIRS,
+    }
     titles = {
         "headline": "Headline numbers",
         "matched": "Quantization vs matched pruning",
         **FIT_TITLES,
+        "token_set": "Enough tokens? Survival on half and all of the tokens",
+        "overlap_pairs": "Damage overlap between jobs",
     }
     out = []
     figs_html, figs_md = [], []
@@ -191,6 +200,12 @@ def write_report(
         f"{n_jobs} jobs ({n_skip} skipped) from {sweeps}; generated {stamp} by "
         "<code>python -m analysis</code> from result files only."
     )
+    unsettled = col.jobs[col.jobs["settled"].eq(False)] if "settled" in col.jobs else []
+    if len(unsettled):
+        intro += (
+            f" Warning: survival has not settled with the number of tokens in "
+            f"{len(unsettled)} of {n_jobs} jobs (see the table on half and all the tokens)."
+        )
     toc = "".join(
         f'<li><a href="#s{i}">{html.escape(t)}</a></li>' for i, (t, _, _) in enumerate(sections)
     )

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sweep.derive.classes import Rules
 from sweep.derive.uncertainty import (
     BlockSums,
     FeatureIntervals,
-    Rules,
     Tally,
     feature_intervals,
     interval,

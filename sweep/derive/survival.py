@@ -5,8 +5,8 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from sweep.derive.classes import classify
-from sweep.derive.uncertainty import FeatureIntervals, Rules, uncertain
+from sweep.derive.classes import Rules, classify, uncertain
+from sweep.derive.uncertainty import FeatureIntervals
 from sweep.passes.stats import PairStats
 from sweep.results.columns import FEATURE_COLUMNS, FIDELITY_COLUMNS
 

@@ -12,23 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sweep.derive.classes import Rules
 from sweep.passes.blocks import BlockMoments
 
 CHUNK_ENTRIES = 1 << 21  # float64 entries per [weightings, features] array (16 MiB)
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What makes a feature active and which class its r falls in (survival.* config)."""
-
-    min_active: int
-    survived: float
-    blurred: float
-
-    @classmethod
-    def of(cls, survival) -> "Rules":
-        """The rules of a `survival` config node."""
-        return cls(int(survival.min_active_tokens), survival.survived, survival.blurred)
 
 
 @dataclass
@@ -201,18 +188,6 @@ def tally(sums: BlockSums, weights: np.ndarray, rules: Rules, cols: np.ndarray) 
     for chunk in _chunks(cols, len(weights)):
         out.add(*sums.combine(weights, chunk), rules)
     return out
-
-
-def uncertain(
-    r: np.ndarray, r_lo: np.ndarray, r_hi: np.ndarray, active: np.ndarray, rules: Rules
-) -> np.ndarray:
-    """Active features whose interval, widened to hold r itself, has values on both sides of a
-    class threshold (lo < t ≤ hi for t = survived or blurred)."""
-    lo, hi = np.fmin(r_lo, r), np.fmax(r_hi, r)
-    straddles = np.zeros(len(r), dtype=bool)
-    for t in (rules.survived, rules.blurred):
-        straddles |= (lo < t) & (hi >= t)
-    return active & straddles
 
 
 def interval(values: np.ndarray, level: float) -> tuple[float, float]:

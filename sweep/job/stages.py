@@ -14,14 +14,13 @@ from transformers import PreTrainedModel
 
 from sweep.base.errors import QfeatError
 from sweep.config.compression import CompressionConfig
-from sweep.derive.classes import class_counts, class_fractions
+from sweep.derive.classes import Rules, class_counts, class_fractions
 from sweep.derive.convergence import BootstrapPlan, assess
 from sweep.derive.fidelity import measure_fidelity
 from sweep.derive.overlap import damage_overlap
 from sweep.derive.predict import predict_survival, sae_weight_stats
 from sweep.derive.result_tables import contexts_frame, token_frame
 from sweep.derive.survival import feature_frame
-from sweep.derive.uncertainty import Rules
 from sweep.inputs.data import build_token_sets
 from sweep.inputs.hooked import HookedLM
 from sweep.inputs.models import load_hf_model, load_tokenizer, resolve_device, tl_processing

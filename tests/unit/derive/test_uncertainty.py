@@ -7,16 +7,15 @@ import torch
 from scipy import stats as sps
 
 from helpers import pairs_from_dense
+from sweep.derive.classes import Rules, uncertain
 from sweep.derive.convergence import BootstrapPlan, assess, settling
 from sweep.derive.uncertainty import (
     BlockSums,
-    Rules,
     feature_intervals,
     prefix_weights,
     resample_counts,
     resample_indices,
     tally,
-    uncertain,
 )
 from sweep.passes.blocks import BlockMoments, block_of_sequence
 from sweep.results.summary import PrefixPoint, SurvivalInterval
