@@ -62,7 +62,7 @@ def convergence(ctx: Context, out: Path) -> Figure:
         twin.set_ylabel("mean r of active features", fontsize=8, color="grey")
         twin.tick_params(labelsize=7, colors="grey")
         ax.set_xscale("log")
-        ax.set_xlabel("measured tokens (first sequences)")
+        ax.set_xlabel("measured tokens (nested subsets of whole blocks)")
         ax.set_ylabel("% of active features survived")
         verdict = {True: "settled", False: "NOT settled", None: "not checked"}[u.settled]
         ax.set_title(wrapped(f"{label(job, ctx.n_sweeps, with_bits=True)}: {verdict}"), fontsize=9)

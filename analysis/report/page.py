@@ -28,7 +28,7 @@ from analysis.tables.headline import (
     to_markdown,
     write_tables,
 )
-from analysis.tables.uncertainty import OVERLAP_PAIRS, TOKEN_SET
+from analysis.tables.uncertainty import MIN_ACTIVE, OVERLAP_PAIRS, TOKEN_SET
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -125,6 +125,7 @@ def _sections(
         "matched": MATCHED,
         **fit_names(col),
         "token_set": TOKEN_SET,
+        "min_active": MIN_ACTIVE,
         "overlap_pairs": OVERLAP_PAIRS,
     }
     titles = {
@@ -132,6 +133,7 @@ def _sections(
         "matched": "Quantization vs matched pruning",
         **FIT_TITLES,
         "token_set": "Enough tokens? Survival on half and all of the tokens",
+        "min_active": "How many firing tokens make a feature active?",
         "overlap_pairs": "Damage overlap between jobs",
     }
     out = []

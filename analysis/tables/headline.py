@@ -14,7 +14,14 @@ from analysis.load.collect import Collection
 from analysis.tables.fit import FIT_CAPTIONS, FIT_NAMES, NUMERIC, fidelity, fit_names, sae_fit
 from analysis.tables.overlap import overlap_table
 from analysis.tables.summarize import CELL, survival_summary
-from analysis.tables.uncertainty import OVERLAP_PAIRS, TOKEN_SET, overlap_pairs, token_set
+from analysis.tables.uncertainty import (
+    MIN_ACTIVE,
+    OVERLAP_PAIRS,
+    TOKEN_SET,
+    min_active_sensitivity,
+    overlap_pairs,
+    token_set,
+)
 from sweep.results.files import SUMMARY_FILE
 
 log = logging.getLogger("qfeat.analysis")
@@ -44,7 +51,7 @@ NUMBERS = {
     "top_predictor": "top predictor (sign, AUC)",
 }
 HEADLINE = {**KEYS, **NUMBERS}
-PERCENT = ("pct_survived", "pct_blurred", "pct_destroyed", "pct_uncertain")
+PERCENT = ("pct_survived", "pct_blurred", "pct_destroyed", "pct_uncertain", "pct_survived_half")
 MATCHED = {
     "model": "model",
     "saes": "SAE",
@@ -131,7 +138,7 @@ def matched(col: Collection) -> pd.DataFrame:
 
 def key_columns(frame: pd.DataFrame) -> int:
     """How many leading columns identify a row (the rest are measured numbers)."""
-    numeric = {*NUMBERS, *NUMERIC, "matched_sparsity", "n_tokens", "n_damaged_a"}
+    numeric = {*NUMBERS, *NUMERIC, "matched_sparsity", "n_tokens", "n_damaged_a", "min_active"}
     numbers = [i for i, c in enumerate(frame.columns) if c in numeric]
     return numbers[0] if numbers else len(frame.columns)
 
@@ -182,6 +189,14 @@ def write_tables(
             "straddles a class threshold.",
             token_set(col),
             TOKEN_SET,
+        ),
+        (
+            "min_active",
+            "What survival.min_active_tokens buys: for each threshold, the features active on "
+            "at least that many FP tokens, their % survived and the % whose r interval "
+            "(widened to hold r) straddles a class threshold.",
+            min_active_sensitivity(col),
+            MIN_ACTIVE,
         ),
         (
             "overlap_pairs",

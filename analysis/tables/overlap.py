@@ -86,17 +86,22 @@ def overlap_table(jobs: pd.DataFrame) -> pd.DataFrame:
 
 
 def job_name(job: pd.Series | dict, compression: dict, sweeps: int = 1) -> str:
-    """A job's short name in an overlap matrix: its method (with the method a noise control
-    matches), its varying options, bits and measured sparsity."""
-    method = str(job["compression"])
-    match = (compression.get("match") or {}).get("name")
-    parts = [f"{method}≈{match}" if match else method]
-    if job.get("extras"):
-        parts.append(str(job["extras"]))
+    """A job's short name in an overlap matrix: its method (a noise control as `noise≈` the
+    method it matches, with that method's sparsity), its other varying options, bits and
+    measured sparsity."""
+    match = compression.get("match") or {}
+    parts = [f"{job['compression']}≈{match['name']}" if match else str(job["compression"])]
+    extras = str(job.get("extras") or "").split()
+    if match:  # the matched method's options are in its name; its sparsity is shown below
+        extras = [e for e in extras if not e.startswith(("match", "sparsity="))]
+    parts += extras
     if not pd.isna(job.get("bits")):
         parts.append(f"{int(job['bits'])}b")
-    if not pd.isna(job.get("sparsity")):
-        parts.append(f"s={float(job['sparsity']):.2f}")
+    sparsity = job.get("sparsity")
+    if pd.isna(sparsity) and match.get("sparsity") is not None:
+        sparsity = match["sparsity"]
+    if not pd.isna(sparsity):
+        parts.append(f"s={float(sparsity):.2f}")
     if sweeps > 1:
         parts.insert(0, str(job["sweep"]))
     return " ".join(parts)

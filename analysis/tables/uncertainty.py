@@ -4,10 +4,12 @@ tokens, the overlap of their damage."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from analysis.load.collect import Collection
 from analysis.tables.overlap import pairwise_overlap
+from sweep.derive.classes import Rules, uncertain
 from sweep.results.summary import Uncertainty
 
 TOKEN_SET = {
@@ -25,6 +27,18 @@ TOKEN_SET = {
     "settled": "settled",
     "settle_note": "note",
 }
+MIN_ACTIVE = {
+    "model": "model",
+    "compression": "method",
+    "bits": "bits",
+    "extras": "configuration",
+    "min_active": "min_active_tokens",
+    "n_active": "active",
+    "pct_survived": "% survived",
+    "pct_uncertain": "% uncertain",
+}
+# The thresholds the sensitivity table tries, besides each job's own.
+THRESHOLDS = (3, 5, 10, 20, 50, 100)
 OVERLAP_PAIRS = {
     "model": "model",
     "saes": "SAE",
@@ -97,3 +111,41 @@ def overlap_pairs(col: Collection) -> pd.DataFrame:
     order = {k: i for i, k in enumerate(dict.fromkeys(t["key_a"]))}
     once = t[[order[a] < order[b] for a, b in zip(t["key_a"], t["key_b"], strict=True)]]
     return once.reindex(columns=list(OVERLAP_PAIRS)).reset_index(drop=True)
+
+
+def min_active_sensitivity(col: Collection) -> pd.DataFrame:
+    """Per job with r intervals and per candidate `survival.min_active_tokens`: how many
+    features would be active, and their % survived and % uncertain (every feature whose FP code
+    varies has an interval, so thresholds below the job's own can be tried too)."""
+    rows = []
+    f = col.features
+    for _, job in col.jobs.iterrows():
+        part = f[(f["sweep"] == job["sweep"]) & (f["key"] == job["key"]) & f["r_lo"].notna()]
+        if part.empty:
+            continue
+        config = col.summaries[f"{job['sweep']}/{job['key']}"].config.get("survival") or {}
+        rules = Rules(int(config.get("min_active_tokens", 10)), *_thresholds(config))
+        for m in sorted({*THRESHOLDS, rules.min_active}):
+            kept = part[part["fp_active_count"] >= m]
+            r = kept["r"].to_numpy()
+            everyone = np.ones(len(kept), dtype=bool)
+            unsure = uncertain(r, kept["r_lo"].to_numpy(), kept["r_hi"].to_numpy(), everyone, rules)
+            n = len(kept)
+            rows.append(
+                {
+                    "sweep": job["sweep"],
+                    **{k: job.get(k) for k in ("model", "compression", "bits", "extras")},
+                    "min_active": m,
+                    "n_active": n,
+                    "pct_survived": 100 * float((np.nan_to_num(r, nan=-1) >= rules.survived).mean())
+                    if n
+                    else np.nan,
+                    "pct_uncertain": 100 * float(unsure.mean()) if n else np.nan,
+                }
+            )
+    cols = (["sweep"] if col.dims.sweeps > 1 else []) + list(MIN_ACTIVE)
+    return pd.DataFrame(rows, columns=["sweep", *MIN_ACTIVE]).reindex(columns=cols)
+
+
+def _thresholds(survival: dict) -> tuple[float, float]:
+    return float(survival.get("survived", 0.9)), float(survival.get("blurred", 0.5))

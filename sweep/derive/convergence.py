@@ -13,6 +13,7 @@ from sweep.derive.uncertainty import (
     Tally,
     feature_intervals,
     interval,
+    prefix_order,
     prefix_weights,
     resample_counts,
     resample_indices,
@@ -42,6 +43,10 @@ class BootstrapPlan:
     def on(self) -> bool:
         """Whether there is anything to resample (≥ 1 resample of ≥ 2 blocks)."""
         return self.n_boot > 0 and self.n_blocks >= 2
+
+    def order(self) -> np.ndarray:
+        """The order in which the prefixes take the blocks (seeded shuffle)."""
+        return prefix_order(self.n_blocks, self.seed)
 
     def counts(self) -> np.ndarray:
         """The resamples as block counts [n_boot, n_blocks] (seeded)."""
@@ -80,12 +85,13 @@ def _survival_interval(t: Tally, level: float) -> SurvivalInterval:
 
 
 def prefix_points(blocks: dict[str, BlockMoments], plan: BootstrapPlan, rules: Rules):
-    """The job's numbers (over every SAE) on each prefix of whole blocks."""
+    """The job's numbers (over every SAE) on each prefix of whole blocks, in `plan.order()`."""
+    order = plan.order()
     total = Tally.zeros(plan.n_blocks)
     for b in blocks.values():
         sums = BlockSums.of(b)
-        total.merge(tally(sums, prefix_weights(plan.n_blocks), rules, _measured(sums)))
-    sequences = np.cumsum(plan.sequences_per_block)
+        total.merge(tally(sums, prefix_weights(order), rules, _measured(sums)))
+    sequences = np.cumsum(np.asarray(plan.sequences_per_block)[order])
     with np.errstate(invalid="ignore", divide="ignore"):
         blurred = total.n_blurred / total.n_active
         destroyed = (total.n_active - total.n_survived - total.n_blurred) / total.n_active
@@ -153,6 +159,7 @@ def assess(
         seed=plan.seed,
         job=job,
         per_sae=per_sae,
+        prefix_order=plan.order().tolist(),
         convergence=points,
         settled=settled,
         settle_note=note,

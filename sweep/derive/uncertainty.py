@@ -139,9 +139,19 @@ def resample_counts(indices: np.ndarray, n_blocks: int) -> np.ndarray:
     return counts
 
 
-def prefix_weights(n_blocks: int) -> np.ndarray:
-    """Row k takes blocks 0..k once: the nested prefixes of the token set."""
-    return np.tril(np.ones((n_blocks, n_blocks)))
+def prefix_order(n_blocks: int, seed: int) -> np.ndarray:
+    """The order in which nested prefixes take the blocks: a seeded shuffle, so each prefix is
+    a random subset of whole blocks and a curve over prefixes follows the number of tokens,
+    not the order of the text (documents differ along it)."""
+    return np.random.default_rng([seed, 1]).permutation(n_blocks)
+
+
+def prefix_weights(order: np.ndarray) -> np.ndarray:
+    """Row k takes blocks order[0..k] once: the nested prefixes of the token set."""
+    weights = np.zeros((len(order), len(order)))
+    for k in range(len(order)):
+        weights[k, order[: k + 1]] = 1.0
+    return weights
 
 
 def percentiles(r: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -236,6 +236,9 @@ class Uncertainty:
     seed: int
     job: SurvivalInterval | None = Field(description="over every SAE's features; null if off")
     per_sae: dict[str, SurvivalInterval]
+    prefix_order: list[int] = Field(
+        description="the blocks in the order the prefixes take them (a seeded shuffle)"
+    )
     convergence: list[PrefixPoint] = Field(description="one point per prefix of whole blocks")
     settled: bool | None = Field(
         description="survival and mean r at half the tokens lie within the half-width of "

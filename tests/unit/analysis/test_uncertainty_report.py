@@ -58,6 +58,7 @@ def record(half: float, full: float, lo: float, hi: float) -> Uncertainty:
         seed=0,
         job=interval,
         per_sae={"blocks.1.hook_resid_post": interval},
+        prefix_order=[0, 1, 2],
         convergence=points,
         settled=settled,
         settle_note="settled" if settled else "not settled: survival moved",
