@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.base.atomic import write_json_atomic
-from sweep.derive.classes import class_counts, class_fractions
+from sweep.derive.classes import Rules, class_counts, class_fractions, uncertain
 from sweep.derive.predict import predict_survival
 from sweep.results.columns import FEATURE_COLUMNS
 from sweep.results.files import FEATURES_FILE, JOBS_DIR, SUMMARY_FILE
@@ -22,6 +22,7 @@ from sweep.results.summary import (
     ReferenceInfo,
     SaeFitPair,
     Summary,
+    Uncertainty,
 )
 
 HOOK = "blocks.1.hook_resid_post"
@@ -37,6 +38,7 @@ def features_frame(r: list[float], hook: str = HOOK) -> pd.DataFrame:
     cls = np.where(r_arr >= 0.9, "survived", np.where(r_arr >= 0.5, "blurred", "destroyed"))
     data = {c: np.linspace(0.1, 1.0, n) for c, (t, _) in FEATURE_COLUMNS.items() if t == "float64"}
     data.update({c: np.arange(n) + 5 for c, (t, _) in FEATURE_COLUMNS.items() if t == "int64"})
+    r_lo, r_hi = r_arr - 0.02, np.minimum(r_arr + 0.02, 1.0)  # r ± 0.02: 0.91 is uncertain
     data.update(
         sae=hook,
         feature=np.arange(n),
@@ -44,6 +46,10 @@ def features_frame(r: list[float], hook: str = HOOK) -> pd.DataFrame:
         active=active,
         silenced=np.zeros(n, bool),
         damage=np.where(active, 1 - r_arr, np.nan),
+        r_lo=r_lo,
+        r_hi=r_hi,
+        r_defined=np.where(active, 1.0, np.nan),
+        uncertain=uncertain(r_arr, r_lo, r_hi, active, Rules(10, 0.9, 0.5)),
         **{"class": np.where(active, cls, "inactive")},
     )
     frame = pd.DataFrame(data)[list(FEATURE_COLUMNS)]
@@ -75,6 +81,7 @@ def summary_of(
     sae_fit: dict[str, SaeFitPair] | None = None,
     fidelity: dict[str, FidelitySummary] | None = None,
     gguf: GGUFRecord | None = None,
+    uncertainty: Uncertainty | None = None,
 ) -> Summary:
     """A job's Summary from its features frame (fp_ppl 10, kl 0.25; config: dotted keys)."""
     counts = class_counts(frame)
@@ -125,6 +132,7 @@ def summary_of(
         matched=matched,
         sae_fit=sae_fit,
         fidelity=fidelity,
+        uncertainty=uncertainty,
         timings_s={"measure": 1.0},
         wall_time_s=2.0,
         gguf=gguf,

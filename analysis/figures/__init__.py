@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis.figures.base import Context, Figure, SkipFigure
-from analysis.figures.compare import damage_scatter, overlap_vs_bits
+from analysis.figures.compare import damage_scatter, overlap_matrix, overlap_vs_bits
 from analysis.figures.fidelity import ablate_r_vs_dppl, ablate_r_vs_r, steer_r_vs_dppl, steer_r_vs_r
 from analysis.figures.ppl import dppl_vs_degraded
 from analysis.figures.predict import marginal_auc_bars, prediction_roc
 from analysis.figures.survival import class_stacks, r_ecdf, survival_per_sae, survival_vs_bits
+from analysis.figures.uncertainty import convergence, uncertainty_by_tokens
 from analysis.load.collect import Collection
 from analysis.tables.summarize import survival_summary
 
@@ -26,11 +27,14 @@ def registry() -> list[Callable[[Context, Path], Figure]]:
         survival_per_sae,
         class_stacks,
         r_ecdf,
+        convergence,
+        uncertainty_by_tokens,
         dppl_vs_degraded,
         prediction_roc,
         marginal_auc_bars,
         damage_scatter,
         overlap_vs_bits,
+        overlap_matrix,
         steer_r_vs_r,
         steer_r_vs_dppl,
         ablate_r_vs_r,

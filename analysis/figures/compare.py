@@ -20,7 +20,7 @@ from analysis.figures.base import (
     wrapped,
 )
 from analysis.formatting import number
-from analysis.tables.overlap import matched_pairs, overlap_table, paired_damage
+from analysis.tables.overlap import matched_pairs, overlap_table, paired_damage, pairwise_overlap
 from analysis.tables.summarize import label, series_groups
 from sweep.derive.overlap import spearman
 
@@ -95,4 +95,64 @@ def overlap_vs_bits(ctx: Context, out: Path) -> Figure:
         "overlap_vs_bits",
         "Quantization vs matched pruning: overlap per bits",
         "Is the damage set specific to quantization, or shared with pruning at equal PPL?",
+    )
+
+
+def _matrix(ax: plt.Axes, cells: pd.DataFrame, value: str, names: list[str], span) -> None:
+    """One heat map of `value` over the (job_a, job_b) cells, each annotated."""
+    grid = cells.pivot(index="job_a", columns="job_b", values=value).reindex(names, axis=0)
+    grid = grid.reindex(names, axis=1).to_numpy(dtype=float)
+    cmap = plt.get_cmap("viridis" if span[0] == 0 else "RdBu_r").with_extremes(bad="#f1f3f5")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=span[0], vmax=span[1])
+    for (i, j), v in np.ndenumerate(grid):
+        light = not np.isnan(v) and (v < 0.6 if span[0] == 0 else abs(v) > 0.6)
+        ax.text(
+            j,
+            i,
+            number(v),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if light else "black",
+        )
+    ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    plt.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+
+
+def overlap_matrix(ctx: Context, out: Path) -> Figure:
+    """Jaccard of damaged sets and Spearman of damage for every pair of jobs measured against
+    the same FP reference (model, SAEs, tokens), one pair of matrices per reference."""
+    pairs = pairwise_overlap(ctx.col)
+    if pairs.empty:
+        raise SkipFigure("no two jobs share an FP reference (same model, SAEs and tokens)")
+    groups = list(pairs.groupby("reference_key", sort=False))
+    size = max(len(g["job_a"].unique()) for _, g in groups)
+    longest = max(len(n) for n in pairs["job_a"])
+    fig, axes = plt.subplots(
+        len(groups),
+        2,
+        figsize=(
+            2 * (1.2 + 0.07 * longest + 0.55 * size),
+            len(groups) * (1.2 + 0.07 * longest + 0.5 * size),
+        ),
+        squeeze=False,
+        layout="constrained",
+    )
+    for (ax_j, ax_s), (_, cells) in zip(axes, groups, strict=True):
+        names = list(dict.fromkeys(cells["job_a"]))
+        _matrix(ax_j, cells, "jaccard", names, (0, 1))
+        _matrix(ax_s, cells, "spearman", names, (-1, 1))
+        where = wrapped(f"{cells['model'].iloc[0]} {cells['saes'].iloc[0]}", 36)
+        ax_j.set_title(f"{where}\nJaccard of damaged sets", fontsize=8)
+        ax_s.set_title(f"{where}\nSpearman of damage 1 − r", fontsize=8)
+    fig.suptitle(
+        "Damage overlap of every pair of jobs on the same tokens (– undefined)", fontsize=10
+    )
+    return save(
+        fig,
+        out,
+        "overlap_matrix",
+        "Damage overlap between every pair of jobs",
+        "Do two compressions (or a compression and its matched noise) damage the same features?",
     )

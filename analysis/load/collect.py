@@ -15,7 +15,7 @@ from analysis.load.jobfiles import JobRecord, check_features, read_job
 from sweep.base.errors import one_line
 from sweep.base.hooks import hook_layer
 from sweep.derive.classes import class_counts
-from sweep.results.columns import FEATURE_COLUMNS, FIDELITY_COLUMNS
+from sweep.results.columns import FEATURE_COLUMNS, OPTIONAL_COLUMNS
 from sweep.results.files import JOBS_DIR
 from sweep.results.summary import Prediction, Summary
 
@@ -23,8 +23,6 @@ log = logging.getLogger("qfeat.analysis")
 
 # Columns that identify a job in every frame.
 JOB_COLUMNS = ["sweep", "key", "model", "compression", "bits", "sparsity"]
-# Per-feature columns newer jobs add (steering/ablation fidelity): NaN for jobs written before.
-OPTIONAL_FEATURE_COLUMNS = FIDELITY_COLUMNS
 
 
 class AnalysisError(Exception):
@@ -79,6 +77,9 @@ def _job_row(rec: JobRecord) -> dict[str, Any]:
     overlap = asdict(matched.overlap) if matched else {}
     for k in ("jaccard", "spearman", "n_damaged_a", "n_damaged_b", "n_common_active"):
         row[f"overlap_{k}"] = overlap.get(k, np.nan)
+    u = s.uncertainty
+    row["settled"] = u.settled if u else None
+    row["settle_note"] = u.settle_note if u else None
     return row
 
 
@@ -91,6 +92,7 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
         counts = asdict(fractions) if fractions is not None else class_counts(part)
         pred = s.prediction.get(hook)
         name, auc_abs, sign = top_predictor(pred)
+        tokens = s.uncertainty.per_sae.get(hook) if s.uncertainty else None
         estimable = pred is not None and pred.estimable
         rows.append(
             {
@@ -104,6 +106,8 @@ def _per_sae_rows(rec: JobRecord) -> list[dict[str, Any]]:
                 "top_predictor": name,
                 "top_predictor_auc": auc_abs,
                 "top_predictor_sign": sign,
+                "token_survived_lo": tokens.frac_survived_lo if tokens else np.nan,
+                "token_survived_hi": tokens.frac_survived_hi if tokens else np.nan,
             }
         )
     return rows
@@ -118,7 +122,7 @@ def watchlist(summary: Summary) -> list[int]:
 def _rows(rec: JobRecord) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """A valid record's job row, per-SAE rows and tagged features frame."""
     s = rec.summary
-    present = [c for c in FEATURE_COLUMNS if c not in FIDELITY_COLUMNS or c in rec.features]
+    present = [c for c in FEATURE_COLUMNS if c not in OPTIONAL_COLUMNS or c in rec.features]
     frame = rec.features[present].copy()
     frame = frame.assign(
         sweep=rec.sweep,
@@ -166,6 +170,7 @@ def build(
     if len(features):
         features["layer"] = features["sae"].map(lambda h: hook_layer(str(h)))
         features = features.reindex(columns=[*features.columns, *_absent(features)])
+        features["uncertain"] = features["uncertain"].astype("boolean").fillna(False).astype(bool)
     sort = ["sweep", "model", "compression", "bits"]
     if len(jobs):
         jobs = jobs.sort_values([*sort, "extras"], kind="stable", ignore_index=True)
@@ -184,8 +189,9 @@ def build(
 
 
 def _absent(features: pd.DataFrame) -> list[str]:
-    """Optional feature columns no collected job wrote (added as NaN so every frame has them)."""
-    return [c for c in OPTIONAL_FEATURE_COLUMNS if c not in features.columns]
+    """Optional feature columns no collected job wrote (added as NaN so every frame has them;
+    `uncertain` as False: without an interval nothing is flagged)."""
+    return [c for c in OPTIONAL_COLUMNS if c not in features.columns]
 
 
 def collect(sweep_dirs: list[Path | str]) -> Collection:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweep.base.errors import QfeatError, one_line
-from sweep.results.columns import FEATURE_COLUMNS, FIDELITY_COLUMNS
+from sweep.results.columns import FEATURE_COLUMNS, OPTIONAL_COLUMNS
 from sweep.results.files import FAILURE_FILE, FEATURES_FILE, SUMMARY_FILE
 from sweep.results.summary import Summary, parse_summary
 
@@ -41,8 +41,8 @@ def _dtype_ok(series: pd.Series, expected: str) -> bool:
 
 def check_features(frame: pd.DataFrame) -> str | None:
     """Why a features frame breaks the FEATURE_COLUMNS contract, or None when it is valid.
-    The fidelity columns are optional: jobs written before them are still read."""
-    missing = [c for c in FEATURE_COLUMNS if c not in frame.columns and c not in FIDELITY_COLUMNS]
+    The fidelity and uncertainty columns are optional: jobs written before them are still read."""
+    missing = [c for c in FEATURE_COLUMNS if c not in frame.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         return f"{FEATURES_FILE} lacks columns {missing}"
     bad = [

@@ -39,6 +39,7 @@ log = logging.getLogger("qfeat.analysis")
 STATS = {
     "class": "class",
     "r": "r (FP vs compressed)",
+    "r_interval": "r token-bootstrap interval",
     "firing_jaccard": "firing-set Jaccard",
     "rel_amplitude_error": "relative amplitude error",
     "steer_r": "steering fidelity r",
@@ -126,6 +127,16 @@ def scatter_png(rows: pd.DataFrame, scale: float) -> bytes | None:
     return buf.getvalue()
 
 
+def r_interval(row: dict[str, Any]) -> str | None:
+    """'lo–hi' of r's token-bootstrap interval, flagged when it straddles a class threshold
+    (None when the job has none)."""
+    lo, hi = row.get("r_lo"), row.get("r_hi")
+    if lo is None or pd.isna(lo):
+        return None
+    flag = " (uncertain: straddles a class threshold)" if row.get("uncertain") else ""
+    return f"{number(lo)}–{number(hi)}{flag}"
+
+
 def _anchor(*parts: object) -> str:
     return "card-" + re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(map(str, parts)))
 
@@ -145,6 +156,7 @@ def job_cards(
         recorded = rows[["fp_act", "q_act"]].to_numpy().ravel()
         scale = float(np.nanmax([row["fp_max"], *recorded, 1e-12]))
         windows = feature_windows(jc, sae, f)
+        row["r_interval"] = r_interval(row)
         stats = {k: row[k] for k in STATS if k in row and not pd.isna(row[k])}
         cards.append(
             Card(

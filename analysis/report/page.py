@@ -29,6 +29,7 @@ from analysis.tables.headline import (
     to_markdown,
     write_tables,
 )
+from analysis.tables.uncertainty import MIN_ACTIVE, OVERLAP_PAIRS, TOKEN_SET
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -125,12 +126,18 @@ def _sections(
         "matched": MATCHED,
         "gguf": GGUF_NAMES,
         **fit_names(col),
+        "token_set": TOKEN_SET,
+        "min_active": MIN_ACTIVE,
+        "overlap_pairs": OVERLAP_PAIRS,
     }
     titles = {
         "headline": "Headline numbers",
         "matched": "Quantization vs matched pruning",
         "gguf": "GGUF: qfeat's forward and llama.cpp's",
         **FIT_TITLES,
+        "token_set": "Enough tokens? Survival on half and all of the tokens",
+        "min_active": "How many firing tokens make a feature active?",
+        "overlap_pairs": "Damage overlap between jobs",
     }
     out = []
     figs_html, figs_md = [], []
@@ -198,6 +205,12 @@ def write_report(
         f"{n_jobs} jobs ({n_skip} skipped) from {sweeps}; generated {stamp} by "
         "<code>python -m analysis</code> from result files only."
     )
+    unsettled = col.jobs[col.jobs["settled"].eq(False)] if "settled" in col.jobs else []
+    if len(unsettled):
+        intro += (
+            f" Warning: survival has not settled with the number of tokens in "
+            f"{len(unsettled)} of {n_jobs} jobs (see the table on half and all the tokens)."
+        )
     toc = "".join(
         f'<li><a href="#s{i}">{html.escape(t)}</a></li>' for i, (t, _, _) in enumerate(sections)
     )

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.formatting import cell, config_value, number, percent
@@ -14,6 +15,14 @@ from analysis.tables.fit import FIT_CAPTIONS, FIT_NAMES, NUMERIC, fidelity, fit_
 from analysis.tables.gguf import GGUF_NAMES, gguf_ladder
 from analysis.tables.overlap import overlap_table
 from analysis.tables.summarize import CELL, survival_summary
+from analysis.tables.uncertainty import (
+    MIN_ACTIVE,
+    OVERLAP_PAIRS,
+    TOKEN_SET,
+    min_active_sensitivity,
+    overlap_pairs,
+    token_set,
+)
 from sweep.results.files import SUMMARY_FILE
 
 log = logging.getLogger("qfeat.analysis")
@@ -30,9 +39,11 @@ NUMBERS = {
     "sparsity": "sparsity",
     "n_active": "active",
     "pct_survived": "% survived",
-    "survived_ci95": "survived 95% CI",
+    "survived_ci95": "survived 95% CI (features)",
+    "survived_tokens": "survived, token interval",
     "pct_blurred": "% blurred",
     "pct_destroyed": "% destroyed",
+    "pct_uncertain": "% uncertain",
     "fp_ppl": "FP PPL",
     "q_ppl": "compressed PPL",
     "delta_ppl": "ΔPPL",
@@ -41,7 +52,14 @@ NUMBERS = {
     "top_predictor": "top predictor (sign, AUC)",
 }
 HEADLINE = {**KEYS, **NUMBERS}
-PERCENT = ("pct_survived", "pct_blurred", "pct_destroyed", "deployed_pct_survived")
+PERCENT = (
+    "pct_survived",
+    "pct_blurred",
+    "pct_destroyed",
+    "pct_uncertain",
+    "pct_survived_half",
+    "deployed_pct_survived",
+)
 MATCHED = {
     "model": "model",
     "saes": "SAE",
@@ -85,8 +103,12 @@ def headline(col: Collection, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame
         return pd.DataFrame(columns=columns)
     job_cols = ["sweep", "key", "fp_ppl", "q_ppl", "delta_ppl", "kl_mean"]
     t = col.per_sae.merge(col.jobs.reindex(columns=job_cols), on=["sweep", "key"], how="left")
-    for cls in ("survived", "blurred", "destroyed"):
-        t[f"pct_{cls}"] = 100 * t[f"frac_{cls}"]
+    for cls in ("survived", "blurred", "destroyed", "uncertain"):
+        t[f"pct_{cls}"] = 100 * t[f"frac_{cls}"].astype(float) if f"frac_{cls}" in t else np.nan
+    t["survived_tokens"] = [
+        "" if pd.isna(lo) else f"{percent(100 * lo)}–{percent(100 * hi)}"
+        for lo, hi in zip(t["token_survived_lo"], t["token_survived_hi"], strict=True)
+    ]
     ci = survival_summary(col, n_boot, seed)
     t["survived_ci95"] = ""
     if len(ci):
@@ -124,7 +146,7 @@ def matched(col: Collection) -> pd.DataFrame:
 
 def key_columns(frame: pd.DataFrame) -> int:
     """How many leading columns identify a row (the rest are measured numbers)."""
-    numeric = {*NUMBERS, *NUMERIC, "matched_sparsity"}
+    numeric = {*NUMBERS, *NUMERIC, "matched_sparsity", "n_tokens", "n_damaged_a", "min_active"}
     numbers = [i for i, c in enumerate(frame.columns) if c in numeric]
     return numbers[0] if numbers else len(frame.columns)
 
@@ -172,6 +194,33 @@ def write_tables(
     specs += [
         (n, FIT_CAPTIONS[n], f(col), fit_names(col)[n])
         for n, f in (("sae_fit", sae_fit), ("fidelity", fidelity))
+    ]
+    specs += [
+        (
+            "token_set",
+            "Has survival settled with the number of tokens? Survival on the first half of "
+            "each job's tokens and on all of them, the token-bootstrap interval (blocks of "
+            "whole sequences resampled) and the share of active features whose r interval "
+            "straddles a class threshold.",
+            token_set(col),
+            TOKEN_SET,
+        ),
+        (
+            "min_active",
+            "What survival.min_active_tokens buys: for each threshold, the features active on "
+            "at least that many FP tokens, their % survived and the % whose r interval "
+            "(widened to hold r) straddles a class threshold.",
+            min_active_sensitivity(col),
+            MIN_ACTIVE,
+        ),
+        (
+            "overlap_pairs",
+            "Damage overlap of every pair of jobs on the same model, SAEs and tokens: "
+            "Jaccard of the damaged (not survived) sets and Spearman of damage 1 − r over "
+            "the features active in both.",
+            overlap_pairs(col),
+            OVERLAP_PAIRS,
+        ),
     ]
     tables, skipped = [], []
     for name, caption, frame, names in specs:

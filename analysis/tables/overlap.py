@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.load.collect import Collection
 from analysis.load.configs import canon, column
 from sweep.derive.overlap import damage_overlap
 from sweep.results.files import FEATURES_FILE
@@ -81,4 +82,76 @@ def overlap_table(jobs: pd.DataFrame) -> pd.DataFrame:
         }
         for _, job in matched.iterrows()
     ]
+    return pd.DataFrame(rows)
+
+
+def job_name(job: pd.Series | dict, compression: dict, sweeps: int = 1) -> str:
+    """A job's short name in an overlap matrix: its method (a noise control as `noise≈` the
+    method it matches, with that method's sparsity), its other varying options, bits and
+    measured sparsity."""
+    match = compression.get("match") or {}
+    parts = [f"{job['compression']}≈{match['name']}" if match else str(job["compression"])]
+    extras = str(job.get("extras") or "").split()
+    if match:  # the matched method's options are in its name; its sparsity is shown below
+        extras = [e for e in extras if not e.startswith(("match", "sparsity="))]
+    parts += extras
+    if not pd.isna(job.get("bits")):
+        parts.append(f"{int(job['bits'])}b")
+    sparsity = job.get("sparsity")
+    if pd.isna(sparsity) and match.get("sparsity") is not None:
+        sparsity = match["sparsity"]
+    if not pd.isna(sparsity):
+        parts.append(f"s={float(sparsity):.2f}")
+    if sweeps > 1:
+        parts.insert(0, str(job["sweep"]))
+    return " ".join(parts)
+
+
+def overlap_groups(jobs: pd.DataFrame) -> list[pd.DataFrame]:
+    """The jobs measured against the same FP reference (same model, SAEs and tokens), in
+    groups of two or more, each in the collection's order."""
+    if "reference_key" not in jobs:
+        return []
+    return [g for _, g in jobs.groupby("reference_key", sort=False) if len(g) >= 2]
+
+
+def pairwise_overlap(col: Collection) -> pd.DataFrame:
+    """Jaccard of damaged sets and Spearman of damage for every pair of jobs sharing an FP
+    reference, one row per ordered pair (both orders and the diagonal: a matrix's cells)."""
+    rows, features = [], col.features
+    for group in overlap_groups(col.jobs):
+        frames = {
+            (j["sweep"], j["key"]): features[
+                (features["sweep"] == j["sweep"]) & (features["key"] == j["key"])
+            ]
+            for _, j in group.iterrows()
+        }
+        names = {
+            (j["sweep"], j["key"]): job_name(
+                j,
+                col.summaries[f"{j['sweep']}/{j['key']}"].config.get("compression") or {},
+                col.dims.sweeps,
+            )
+            for _, j in group.iterrows()
+        }
+        for a in frames:
+            for b in frames:
+                o = damage_overlap(frames[a], frames[b])
+                rows.append(
+                    {
+                        "reference_key": group["reference_key"].iloc[0],
+                        "model": group["model"].iloc[0],
+                        "saes": group["saes"].iloc[0],
+                        "job_a": names[a],
+                        "job_b": names[b],
+                        "key_a": a[1],
+                        "key_b": b[1],
+                        "n_damaged_a": o.n_damaged_a,
+                        "n_damaged_b": o.n_damaged_b,
+                        "n_damaged_both": o.n_damaged_both,
+                        "jaccard": o.jaccard,
+                        "spearman": o.spearman,
+                        "n_common_active": o.n_common_active,
+                    }
+                )
     return pd.DataFrame(rows)

@@ -49,6 +49,7 @@ def _record_outcome(
     else:
         outcome.status = SKIPPED if skipped else COMPLETE
         outcome.frac_survived = summary.metrics.frac_survived
+        outcome.frac_uncertain = summary.metrics.frac_uncertain
         outcome.delta_ppl = summary.metrics.delta_ppl
     try:
         write_outcome(Path(hydra.runtime.output_dir), outcome)

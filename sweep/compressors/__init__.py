@@ -11,6 +11,7 @@ from sweep.compressors import (  # noqa: F401 (registration)
     llmc,
     magnitude,
     mixed,
+    noise,
     quanto,
     rtn,
 )

@@ -42,6 +42,9 @@ GGUF_TYPES = (
 # HF model_type -> GGUF architecture of the models qfeat reads GGUF weights back into.
 GGUF_ARCHITECTURES = {"gpt_neox": "gptneox"}
 GGUF_IMATRIX_TYPES = ("Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S")
+# Methods a noise control can match: they rewrite the target weights in place (fake quantization
+# or pruning), so each matrix's error is W_method − W; module-replacing methods are not read back.
+NOISE_MATCHES = ("rtn", "hqq", "quanto", "magnitude")
 
 METHODS: Registry[type["CompressionConfig"]] = Registry("compression")
 
@@ -268,6 +271,40 @@ class MagnitudeMatchedConfig(TargetedConfig):
                 "matched search needs rel_tol > 0, 0 < max_sparsity < 1, max_steps >= 2"
             )
         _check_calibration(self)
+
+
+@method
+@dataclass
+class NoiseConfig(TargetedConfig):
+    """The matched-noise control: seeded Gaussian noise on every target weight, scaled so each
+    matrix's error norm ‖W' − W‖_F equals that of `match` (a method config, RTN at ${bits} by
+    default). A damage pattern shared with it is not specific to the method."""
+
+    name: str = "noise"
+    match: Any = MISSING  # compression@compression.match=<method> picks another
+    seed: int = 0
+    weights_only: ClassVar[bool] = True
+
+    @property
+    def weight_bits(self) -> int | None:
+        """The noisy model has no bit-width; the matched method's is what it is matched to."""
+        return self.match.weight_bits
+
+    def check(self) -> None:
+        """The matched method rewrites the same target weights in place (its error is then
+        W_match − W, matrix by matrix)."""
+        super().check()
+        if not isinstance(self.match, TargetedConfig) or self.match.name not in NOISE_MATCHES:
+            raise QfeatError(
+                "compression.match must be a method that rewrites weights in place "
+                f"({', '.join(NOISE_MATCHES)}); got {getattr(self.match, 'name', self.match)}"
+            )
+        self.match.check()
+        if list(self.match.targets) != list(self.targets):
+            raise QfeatError(
+                f"compression.targets={list(self.targets)} but compression.match.targets="
+                f"{list(self.match.targets)}: the noise goes on the weights it matches"
+            )
 
 
 def _check_calibration(cfg: Any) -> None:

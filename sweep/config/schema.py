@@ -66,6 +66,16 @@ class FidelityConfig:
 
 
 @dataclass
+class BootstrapConfig:
+    """The token bootstrap of every feature's r: blocks of whole sequences drawn with
+    replacement (docs/uncertainty.md)."""
+
+    n_blocks: int = 32  # contiguous blocks of whole sequences (at most one per sequence)
+    n_boot: int = 1000  # resamples; 0: no intervals (nor the settling check)
+    level: float = 0.95  # of each percentile interval
+
+
+@dataclass
 class SurvivalConfig:
     """Definitions of active features and survival classes."""
 
@@ -74,6 +84,7 @@ class SurvivalConfig:
     min_active_tokens: int = 10
     exclude_first_position: bool = True
     watch: list[int] = field(default_factory=list)  # feature ids always carded and checked
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
 
 @dataclass

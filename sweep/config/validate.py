@@ -24,6 +24,8 @@ from sweep.config.locations import (
 WANDB_MODES = ("online", "offline", "disabled")
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# Bounds the per-block statistics' memory, O(n_blocks × d_sae) per SAE and variant.
+MAX_BLOCKS = 1024
 
 
 def wandb_mode(cfg: DictConfig) -> str:
@@ -64,7 +66,7 @@ def method_config(cfg: DictConfig) -> CompressionConfig:
     if not isinstance(method, METHODS.get(name)):
         raise QfeatError(f"compression.name={name} but the options are {type(method).__name__}'s")
     _check_options(node, method, "compression")
-    for part in (method, getattr(method, "baseline", None)):
+    for part in (method, getattr(method, "baseline", None), getattr(method, "match", None)):
         for module in getattr(part, "requires", ()):
             libraries.require(module, f"compression={part.name}")
     method.check()
@@ -111,6 +113,12 @@ def validate(cfg: DictConfig) -> CompressionConfig:
         )
     if s.min_active_tokens < 1:
         raise QfeatError("survival.min_active_tokens must be >= 1")
+    boot = s.bootstrap
+    if not (2 <= boot.n_blocks <= MAX_BLOCKS and boot.n_boot >= 0 and 0 < boot.level < 1):
+        raise QfeatError(
+            f"need 2 <= survival.bootstrap.n_blocks <= {MAX_BLOCKS}, n_boot >= 0 (0: off) and "
+            f"0 < level < 1; got {boot.n_blocks}, {boot.n_boot}, {boot.level}"
+        )
     if cfg.data.seq_len < 2 or cfg.data.n_sequences < 1:
         raise QfeatError("data.seq_len must be >= 2 and data.n_sequences >= 1")
     measured = cfg.data.n_sequences * (cfg.data.seq_len - int(s.exclude_first_position))

@@ -5,7 +5,8 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from sweep.derive.classes import classify
+from sweep.derive.classes import Rules, classify, uncertain
+from sweep.derive.uncertainty import FeatureIntervals
 from sweep.passes.stats import PairStats
 from sweep.results.columns import FEATURE_COLUMNS, FIDELITY_COLUMNS
 
@@ -17,9 +18,14 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> np.ndarray:
 
 
 def feature_frame(
-    stats: PairStats, sae_name: str, cfg: DictConfig, weights: pd.DataFrame
+    stats: PairStats,
+    sae_name: str,
+    cfg: DictConfig,
+    weights: pd.DataFrame,
+    intervals: FeatureIntervals | None = None,
 ) -> pd.DataFrame:
-    """One row per feature: FP and SAE-weight statistics, r, class, damage, how it failed.
+    """One row per feature: FP and SAE-weight statistics, r, class, damage, how it failed, and
+    r's token-bootstrap interval when `intervals` are given (else NaN, and none uncertain).
 
     `weights` is `sweep.derive.predict.sae_weight_stats(sae)` (columns feature, enc_norm, …).
     """
@@ -29,6 +35,8 @@ def feature_frame(
     active = s.active_x.numpy() >= cfg.min_active_tokens
     union = s.active_x + s.active_y - s.active_both
     cls = classify(np.nan_to_num(r, nan=-1.0), active, cfg.survived, cfg.blurred)
+    nan = np.full(len(r), np.nan)
+    lo, hi = (intervals.r_lo, intervals.r_hi) if intervals else (nan, nan)
     frame = pd.DataFrame(
         {
             "sae": sae_name,
@@ -50,6 +58,10 @@ def feature_frame(
             "silenced": (s.m2_y.numpy() == 0) & (s.m2_x.numpy() > 0),
             "class": cls,
             "damage": np.where(active, 1.0 - r, np.nan),
+            "r_lo": lo,
+            "r_hi": hi,
+            "r_defined": intervals.defined if intervals else nan,
+            "uncertain": uncertain(r, lo, hi, active, Rules.of(cfg)),
         }
     )
     frame = frame.merge(weights, on="feature", how="left", validate="one_to_one")

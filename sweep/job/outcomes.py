@@ -30,6 +30,7 @@ class Outcome:
     status: str = FAILED
     key: str | None = None
     frac_survived: float | None = None
+    frac_uncertain: float | None = None  # active features whose r interval straddles a threshold
     delta_ppl: float | None = None
     error: str | None = None
     same_as: str | None = None  # the job of this launch with the same key, which ran for both
@@ -64,13 +65,16 @@ def _fmt(value: float | None, scale: float = 1.0, spec: str = ".1f") -> str:
 
 
 def outcome_table(outcomes: list[Outcome]) -> str:
-    """One line per job: number, varying overrides, status, % survived, ΔPPL or the error."""
+    """One line per job: number, varying overrides, status, % survived, % uncertain, ΔPPL or
+    the error."""
     labels = [" ".join(v) or "(no overrides)" for v in varying_overrides(outcomes)]
     width = max([len(label) for label in labels] + [len("overrides")])
-    rows = [f"{'job':>4}  {'overrides':<{width}}  {'status':<8}  {'% surv':>6}  {'ΔPPL':>8}"]
+    head = f"{'% surv':>6}  {'% unc':>5}  {'ΔPPL':>8}"
+    rows = [f"{'job':>4}  {'overrides':<{width}}  {'status':<8}  {head}"]
     for o, label in zip(outcomes, labels, strict=True):
         tail = (
-            f"{_fmt(o.frac_survived, 100):>6}  {_fmt(o.delta_ppl, spec='+.3f'):>8}"
+            f"{_fmt(o.frac_survived, 100):>6}  {_fmt(o.frac_uncertain, 100):>5}  "
+            f"{_fmt(o.delta_ppl, spec='+.3f'):>8}"
             if o.status != FAILED
             else o.error or "no error recorded"
         )

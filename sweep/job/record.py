@@ -46,6 +46,7 @@ def summarise(
         matched=found.matched,
         sae_fit=found.sae_fit,
         fidelity=found.fidelity or None,
+        uncertainty=found.uncertainty,
         timings_s=timings,
         wall_time_s=wall_time_s,
         gguf=found.gguf,

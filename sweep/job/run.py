@@ -94,14 +94,27 @@ def run(
         wandb_queue.hand_off(cfg, plan.key, plan.out, error=one_line(err))
         raise
     wandb_queue.hand_off(cfg, plan.key, plan.out)  # made from the files, off this job's path
-    m = summary.metrics
+    log_outcome(summary)
+    return JobResult(summary, skipped=False)
+
+
+def log_outcome(summary: Summary) -> None:
+    """The job's closing lines: classes with the uncertain share, perplexity, and a warning
+    when its numbers have not settled with the number of tokens."""
+    m, u = summary.metrics, summary.uncertainty
+    unsure = f", {100 * m.frac_uncertain:.1f}% uncertain" if m.n_uncertain is not None else ""
     log.info(
-        "done %s: %d/%d active features survived (%.1f%%), ppl %.3f -> %.3f",
-        plan.key,
+        "done %s: %d/%d active features survived (%.1f%%), %.1f%% blurred, %.1f%% destroyed%s;"
+        " ppl %.3f -> %.3f",
+        summary.key,
         m.n_survived,
         m.n_active,
         100 * m.frac_survived,
+        100 * m.frac_blurred,
+        100 * m.frac_destroyed,
+        unsure,
         m.fp_ppl,
         m.q_ppl,
     )
-    return JobResult(summary, skipped=False)
+    if u is not None and u.settled is False:
+        log.warning("token set: %s", u.settle_note)

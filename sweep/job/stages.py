@@ -14,7 +14,8 @@ from transformers import PreTrainedModel
 
 from sweep.base.errors import QfeatError
 from sweep.config.compression import CompressionConfig, GGUFConfig
-from sweep.derive.classes import class_counts, class_fractions
+from sweep.derive.classes import Rules, class_counts, class_fractions
+from sweep.derive.convergence import BootstrapPlan, assess
 from sweep.derive.fidelity import measure_fidelity
 from sweep.derive.overlap import damage_overlap
 from sweep.derive.predict import predict_survival, sae_weight_stats
@@ -25,6 +26,7 @@ from sweep.inputs.hooked import HookedLM
 from sweep.inputs.models import load_hf_model, load_tokenizer, resolve_device, tl_processing
 from sweep.inputs.saes import check_sae_fits, check_sae_fits_config, load_saes, shared_model_kwargs
 from sweep.job.compress import Variants, add_deployed, build_variants
+from sweep.passes.blocks import block_of_sequence
 from sweep.passes.logprobs import kl_method
 from sweep.passes.measure import Measurement, measure
 from sweep.passes.perplexity import sliding_perplexity
@@ -43,6 +45,7 @@ from sweep.results.summary import (
     Metrics,
     Prediction,
     SaeFitPair,
+    Uncertainty,
 )
 
 log = logging.getLogger("qfeat")
@@ -102,6 +105,7 @@ class Findings:
     prediction: dict[str, Prediction]
     matched: Matched | None
     sae_fit: dict[str, SaeFitPair] | None
+    uncertainty: Uncertainty | None = None
     fidelity: dict[str, FidelitySummary] = field(default_factory=dict)
     gguf: GGUFRecord | None = None
 
@@ -113,6 +117,19 @@ CompressStage = Callable[[DictConfig, CompressionConfig, Loaded, TokenSets], Var
 def first_position(cfg: DictConfig) -> int:
     """The first measured position of each sequence (1: BOS excluded)."""
     return int(cfg.survival.exclude_first_position)
+
+
+def sequence_blocks(cfg: DictConfig, n_sequences: int) -> torch.Tensor:
+    """The bootstrap block of each measured sequence (contiguous groups of whole sequences)."""
+    return block_of_sequence(n_sequences, cfg.survival.bootstrap.n_blocks)
+
+
+def bootstrap_plan(cfg: DictConfig, sets: TokenSets) -> BootstrapPlan:
+    """The job's token bootstrap: its blocks, resamples, level and seed."""
+    sizes = torch.bincount(sequence_blocks(cfg, len(sets.tokens))).tolist()
+    boot = cfg.survival.bootstrap
+    rows = sets.tokens.shape[1] - first_position(cfg)
+    return BootstrapPlan(sizes, rows, boot.n_boot, boot.level, cfg.seed)
 
 
 def fit_sequences(cfg: DictConfig) -> int:
@@ -225,6 +242,7 @@ def measure_variants(
         cfg.runtime.progress,
         cfg.eval.contexts_k,
         fits,
+        sequence_blocks(cfg, len(sets.tokens)),
     )
     measured = Measured(variants, result, fits)
     if stride := cfg.eval.sliding_window_stride:
@@ -282,16 +300,20 @@ def headline(
 def derive(
     cfg: DictConfig, ref: FPReference, m: Measured, loaded: Loaded, sets: TokenSets
 ) -> Findings:
-    """Per-feature survival rows of every variant; the primary's metrics, per-SAE fractions,
-    survival prediction, SAE fit, the matched overlap, and the contexts and tokens tables."""
+    """Per-feature survival rows of every variant with their token-bootstrap intervals; the
+    primary's metrics, per-SAE fractions, survival prediction, SAE fit, uncertainty and
+    convergence, the matched overlap, and the contexts and tokens tables."""
     weights = {hook: sae_weight_stats(sae) for hook, sae in loaded.saes.items()}
-    frames = {
-        name: pd.concat(
-            [feature_frame(v.stats[h], h, cfg.survival, weights[h]) for h in loaded.saes],
-            ignore_index=True,
-        )
-        for name, v in m.result.variants.items()
-    }
+    plan, rules = bootstrap_plan(cfg, sets), Rules.of(cfg.survival)
+    counts = plan.counts() if plan.on else None
+    frames, uncertainty = {}, {}
+    for name, v in m.result.variants.items():
+        intervals, uncertainty[name] = assess(v.blocks, plan, counts, rules)
+        rows = [
+            feature_frame(v.stats[h], h, cfg.survival, weights[h], intervals.get(h))
+            for h in loaded.saes
+        ]
+        frames[name] = pd.concat(rows, ignore_index=True)
     variants, first = m.variants, first_position(cfg)
     frame = frames[variants.primary]
     by_sae = dict(list(frame.groupby("sae", sort=False)))
@@ -329,6 +351,7 @@ def derive(
         matched=matched,
         sae_fit=sae_fit,
         gguf=gguf,
+        uncertainty=uncertainty[variants.primary],
     )
 
 

@@ -7,6 +7,7 @@ import torch
 from sae_lens import SAE
 
 from sweep.inputs.hooked import HookedLM
+from sweep.passes.blocks import BlockMoments
 from sweep.passes.contexts import Contexts
 from sweep.passes.logprobs import (
     LossTotals,
@@ -32,6 +33,7 @@ class VariantMeasurement:
     kl: LossTotals = field(default_factory=LossTotals)
     contexts: dict[str, Contexts] = field(default_factory=dict)
     nll: torch.Tensor | None = None  # per-token loss [n_sequences, seq_len − 1], on CPU
+    blocks: dict[str, BlockMoments] = field(default_factory=dict)  # per hook, when asked
 
 
 @dataclass
@@ -53,10 +55,12 @@ def measure(
     progress: bool = True,
     contexts_k: int = 0,
     fits: dict[str, FitTotals] | None = None,
+    sequence_blocks: torch.Tensor | None = None,
 ) -> Measurement:
     """Run every variant on the reference's tokens; stream paired statistics, loss, KL and,
     when `contexts_k` > 0, each feature's top-k contexts by FP and by compressed activation;
-    `fits` (by variant name) take the SAE-fit metrics of their first sequences on the way.
+    `fits` (by variant name) take the SAE-fit metrics of their first sequences on the way;
+    `sequence_blocks` (the block of each sequence) adds per-block statistics for the bootstrap.
 
     Compressed codes are made sparse once per batch and merged with the stored sparse FP codes
     (sweep.passes.sparse), so statistics and contexts cost O(nonzeros), never O(tokens × d_sae).
@@ -74,6 +78,12 @@ def measure(
         result = VariantMeasurement(
             stats={h: PairStats.zeros(s.cfg.d_sae, device=device) for h, s in saes.items()}
         )
+        if sequence_blocks is not None:
+            n_blocks = int(sequence_blocks.max()) + 1
+            result.blocks = {
+                h: BlockMoments.zeros(n_blocks, s.cfg.d_sae, device) for h, s in saes.items()
+            }
+            row_blocks = sequence_blocks.repeat_interleave(rows_per_seq).to(device)
         if contexts_k:
             result.contexts = {
                 h: Contexts.empty(s.cfg.d_sae, contexts_k, device) for h, s in saes.items()
@@ -93,6 +103,10 @@ def measure(
                 )
                 pairs = Pairs.merge(fp_flat.to(device), fp_values.to(device), q, finder)
                 result.stats[hook].add(pairs)
+                if result.blocks:
+                    result.blocks[hook].add(
+                        pairs, row_blocks[lo * rows_per_seq : hi * rows_per_seq]
+                    )
                 if contexts_k:
                     result.contexts[hook].add(pairs, lo * rows_per_seq)
                 if fit is not None:

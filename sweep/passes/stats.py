@@ -11,6 +11,52 @@ import torch
 
 from sweep.passes.sparse import Pairs
 
+# The running means and centred co-moments (sums of products of deviations) of paired codes.
+MOMENTS = ("mean_x", "mean_y", "m2_x", "m2_y", "c_xy")
+
+
+def per_slot(keys: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    """Sum of `values` per slot `keys` (float64, `size` slots)."""
+    return torch.zeros(size, dtype=torch.float64, device=values.device).index_add_(0, keys, values)
+
+
+def entry_moments(
+    keys: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: int, n: torch.Tensor | int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Exact centred moments of each slot's `n` tokens (a count, or one per slot) given only the
+    entries where x or y is nonzero (slot `keys`); its other tokens are zeros in both codes,
+    added in closed form. Also returns each slot's number of such entries."""
+    n_union = torch.bincount(keys, minlength=size).double()
+    n_zero = n - n_union
+    bx, by = per_slot(keys, x, size) / n, per_slot(keys, y, size) / n
+    dx, dy = x - bx[keys], y - by[keys]
+    moments = {
+        "mean_x": bx,
+        "mean_y": by,
+        "m2_x": per_slot(keys, dx * dx, size) + n_zero * bx * bx,
+        "m2_y": per_slot(keys, dy * dy, size) + n_zero * by * by,
+        "c_xy": per_slot(keys, dx * dy, size) + n_zero * bx * by,
+    }
+    return moments, n_union
+
+
+def chan_merge(
+    into: dict[str, torch.Tensor],
+    n_into: torch.Tensor | int,
+    add: dict[str, torch.Tensor],
+    n_add: torch.Tensor | int,
+) -> None:
+    """Fold moments `add` of `n_add` tokens into `into` (of `n_into` tokens) in place: the
+    pairwise update of Chan, Golub & LeVeque. Counts are scalars or broadcast per slot."""
+    n_new = n_into + n_add
+    delta_x, delta_y = add["mean_x"] - into["mean_x"], add["mean_y"] - into["mean_y"]
+    weight = n_into * n_add / n_new
+    into["m2_x"] += add["m2_x"] + delta_x * delta_x * weight
+    into["m2_y"] += add["m2_y"] + delta_y * delta_y * weight
+    into["c_xy"] += add["c_xy"] + delta_x * delta_y * weight
+    into["mean_x"] += delta_x * (n_add / n_new)
+    into["mean_y"] += delta_y * (n_add / n_new)
+
 
 @dataclass
 class PairStats:
@@ -49,43 +95,31 @@ class PairStats:
             active_both=torch.zeros(d, **counts),
         )
 
+    def moments(self) -> dict[str, torch.Tensor]:
+        """The running means and co-moments by name (the tensors themselves, not copies)."""
+        return {name: getattr(self, name) for name in MOMENTS}
+
     def add(self, pairs: Pairs) -> None:
         """Merge one batch given as the union of its nonzero entries (sweep.passes.sparse.Pairs).
 
         The batch's moments are taken over the entries where either code is nonzero, with the
-        all-zero entries added in closed form: an exact two-pass (centred) computation in
-        float64 at O(nonzeros) cost instead of O(tokens × d).
+        all-zero entries added in closed form (`entry_moments`): an exact two-pass (centred)
+        computation in float64 at O(nonzeros) cost instead of O(tokens × d).
         """
         nb, d = pairs.n_rows, pairs.d
         if nb == 0:
             return
         cols = pairs.cols
         xv, yv = pairs.x.double(), pairs.y.double()
-
-        def per_feature(values: torch.Tensor) -> torch.Tensor:
-            return torch.zeros(d, dtype=torch.float64, device=xv.device).index_add_(0, cols, values)
-
-        n_union = torch.bincount(cols, minlength=d).double()
+        batch, n_union = entry_moments(cols, xv, yv, d, nb)
+        chan_merge(self.moments(), self.n, batch, nb)
+        self.n += nb
         n_zero = nb - n_union  # entries where both codes are 0
-        bx, by = per_feature(xv) / nb, per_feature(yv) / nb
-        dx, dy = xv - bx[cols], yv - by[cols]
-        m2x = per_feature(dx * dx) + n_zero * bx * bx
-        m2y = per_feature(dy * dy) + n_zero * by * by
-        cxy = per_feature(dx * dy) + n_zero * bx * by
-        n_new = self.n + nb
-        delta_x, delta_y = bx - self.mean_x, by - self.mean_y
-        weight = self.n * nb / n_new
-        self.m2_x += m2x + delta_x * delta_x * weight
-        self.m2_y += m2y + delta_y * delta_y * weight
-        self.c_xy += cxy + delta_x * delta_y * weight
-        self.mean_x += delta_x * (nb / n_new)
-        self.mean_y += delta_y * (nb / n_new)
-        self.n = n_new
         batch_max = torch.where(n_zero > 0, 0.0, -torch.inf).to(torch.float64)
         batch_max.scatter_reduce_(0, cols, xv, reduce="amax")
         self.max_x = torch.maximum(self.max_x, batch_max)
-        self.sum_sq_x += per_feature(xv * xv)
-        self.sum_sq_diff += per_feature((yv - xv) ** 2)
+        self.sum_sq_x += per_slot(cols, xv * xv, d)
+        self.sum_sq_diff += per_slot(cols, (yv - xv) ** 2, d)
         fx, fy = xv > 0, yv > 0
         self.active_x += torch.bincount(cols[fx], minlength=d)
         self.active_y += torch.bincount(cols[fy], minlength=d)
@@ -95,15 +129,8 @@ class PairStats:
         """Fold another PairStats over disjoint tokens into this one."""
         if other.n == 0:
             return
-        n_new = self.n + other.n
-        delta_x, delta_y = other.mean_x - self.mean_x, other.mean_y - self.mean_y
-        weight = self.n * other.n / n_new
-        self.m2_x += other.m2_x + delta_x * delta_x * weight
-        self.m2_y += other.m2_y + delta_y * delta_y * weight
-        self.c_xy += other.c_xy + delta_x * delta_y * weight
-        self.mean_x += delta_x * (other.n / n_new)
-        self.mean_y += delta_y * (other.n / n_new)
-        self.n = n_new
+        chan_merge(self.moments(), self.n, other.moments(), other.n)
+        self.n += other.n
         self.max_x = torch.maximum(self.max_x, other.max_x)
         for name in ("sum_sq_x", "sum_sq_diff", "active_x", "active_y", "active_both"):
             getattr(self, name).add_(getattr(other, name))

@@ -31,6 +31,11 @@ FEATURE_COLUMNS: dict[str, tuple[str, str]] = {
     "silenced": ("bool", "compressed activation constant over all tokens"),
     "class": ("string", "survived / blurred / destroyed for active features, else inactive"),
     "damage": ("float64", "1 − r (NaN for inactive features)"),
+    # The token bootstrap (sweep/derive/uncertainty.py): blocks of whole sequences resampled.
+    "r_lo": ("float64", "lower end of r's token-bootstrap interval (NaN: r undefined, or off)"),
+    "r_hi": ("float64", "upper end of r's token-bootstrap interval"),
+    "r_defined": ("float64", "fraction of resamples where the FP code varies (the interval's)"),
+    "uncertain": ("bool", "active, and [min(r_lo, r), max(r_hi, r)] straddles a class threshold"),
     # Steering and ablation fidelity (sweep/steering.py), NaN unless the feature was sampled:
     # r of the FP vs compressed mean change of next-token log-probs, and each side's mean KL.
     "steer_r": ("float64", "Pearson r of FP vs compressed steering effects (1: same effect)"),
@@ -43,3 +48,6 @@ FEATURE_COLUMNS: dict[str, tuple[str, str]] = {
     "ablate_kl_ratio": ("float64", "ablate_kl_q / ablate_kl_fp"),
 }
 FIDELITY_COLUMNS = tuple(c for c in FEATURE_COLUMNS if c.startswith(("steer_", "ablate_")))
+UNCERTAINTY_COLUMNS = ("r_lo", "r_hi", "r_defined", "uncertain")
+# Columns that jobs written before them lack: readers fill them in (NaN, or False).
+OPTIONAL_COLUMNS = (*UNCERTAINTY_COLUMNS, *FIDELITY_COLUMNS)

@@ -38,6 +38,10 @@ class ClassFractions:
     n_silenced: int = Field(description="active features whose compressed code is constant")
     mean_r: float
     median_r: float
+    n_uncertain: int | None = Field(
+        None, description="active features whose r interval straddles a class threshold"
+    )
+    frac_uncertain: float | None = None
 
 
 @dataclass(config=_STRICT, kw_only=True)
@@ -231,6 +235,56 @@ class GGUFRecord:
 
 
 @dataclass(config=_STRICT, kw_only=True)
+class SurvivalInterval:
+    """Percentile intervals, over token resamples, of a survival fraction and of mean r (each
+    resample has its own active features), and their means over the resamples (a mean away
+    from the job's own value shows the bootstrap's bias: read the width, not the location)."""
+
+    frac_survived_lo: float
+    frac_survived_hi: float
+    frac_survived_resampled: float
+    mean_r_lo: float
+    mean_r_hi: float
+    mean_r_resampled: float
+
+
+@dataclass(config=_STRICT, kw_only=True)
+class PrefixPoint:
+    """The job's numbers on the first sequences only (a prefix of whole blocks)."""
+
+    n_sequences: int
+    n_tokens: int
+    n_active: int
+    frac_survived: float
+    frac_blurred: float
+    frac_destroyed: float
+    mean_r: float
+
+
+@dataclass(config=_STRICT, kw_only=True)
+class Uncertainty:
+    """How sure the job's numbers are: a bootstrap over blocks of whole sequences, and the
+    numbers on nested prefixes of the token set (docs/uncertainty.md)."""
+
+    n_blocks: int
+    sequences_per_block: list[int]
+    n_boot: int = Field(description="resamples; 0: no intervals")
+    level: float
+    seed: int
+    job: SurvivalInterval | None = Field(description="over every SAE's features; null if off")
+    per_sae: dict[str, SurvivalInterval]
+    prefix_order: list[int] = Field(
+        description="the blocks in the order the prefixes take them (a seeded shuffle)"
+    )
+    convergence: list[PrefixPoint] = Field(description="one point per prefix of whole blocks")
+    settled: bool | None = Field(
+        description="survival and mean r at half the tokens lie within the half-width of "
+        "their interval from the full token set's; null when not checked"
+    )
+    settle_note: str
+
+
+@dataclass(config=_STRICT, kw_only=True)
 class ReferenceInfo:
     """The FP reference a job was measured against: its cache key and who computed it."""
 
@@ -259,6 +313,7 @@ class Summary:
     matched: Matched | None
     sae_fit: dict[str, SaeFitPair] | None
     fidelity: dict[str, FidelitySummary] | None
+    uncertainty: Uncertainty | None = None
     timings_s: dict[str, float]
     wall_time_s: float
     gguf: GGUFRecord | None = None

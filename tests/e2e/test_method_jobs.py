@@ -62,9 +62,7 @@ def test_fewer_bits_damage_more_features(name: str, tmp_path) -> None:
 
 
 BASELINES = [  # what compression.baseline accepts: a method compressing selected matrices
-    n
-    for n in NAMES
-    if issubclass(METHODS.get(n), TargetedConfig) and n != "magnitude_matched"
+    n for n in NAMES if issubclass(METHODS.get(n), TargetedConfig) and n != "magnitude_matched"
 ]
 
 

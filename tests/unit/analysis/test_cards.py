@@ -141,6 +141,7 @@ def test_cards_are_the_most_damaged_the_watched_and_the_named(sweep: Path) -> No
         ("q", *NEW_AT),
     ]
     assert seven.stats["steer_r"] == pytest.approx(1 - 0.9 / 2)
+    assert seven.stats["r_interval"] == "0.0800–0.120"  # synthetic: r ± 0.02, not uncertain
     assert seven.scale == 8.0  # the largest recorded activation (FP 1 + 7)
     centre = [t for t in seven.windows[0].tokens if t.center]
     assert [(t.text, t.fp, t.q) for t in centre] == [(SCRIPT, 8.0, 0.0)]

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, compose_config, method
 from sweep.base import libraries
 from sweep.base.errors import QfeatError
-from sweep.config.compression import METHODS, MagnitudeMatchedConfig, MixedConfig
+from sweep.config.compression import METHODS, MagnitudeMatchedConfig, MixedConfig, NoiseConfig
 from sweep.job.keys import plan_job
 
 NAMES = METHODS.names()
@@ -67,9 +67,9 @@ def test_a_key_holds_only_what_the_method_uses(name: str, tmp_path) -> None:
         ).key
 
     cfg = METHODS.get(name)
-    # magnitude_matched's baseline and mixed's default part take ${bits}
+    # magnitude_matched's baseline, noise's match and mixed's default part take ${bits}
     uses_bits = cfg.bit_choices is not None or issubclass(
-        cfg, (MagnitudeMatchedConfig, MixedConfig)
+        cfg, (MagnitudeMatchedConfig, MixedConfig, NoiseConfig)
     )
     choices = cfg.bit_choices or (3, 4)
     if 3 in choices and 4 in choices:

@@ -35,8 +35,16 @@ def test_sixteen_bits_keep_every_feature_of_a_continuous_sae(tmp_path) -> None:
 
 
 def test_no_compression_is_an_exact_control(tmp_path) -> None:
-    m = run(compose_config([*SMALL, f"out_root={tmp_path}", "compression=none"])).summary.metrics
+    """Every active feature survives with r = 1, and its token-bootstrap interval is [1, 1]."""
+    cfg = compose_config([*SMALL, f"out_root={tmp_path}", "compression=none"])
+    summary = run(cfg).summary
+    m, u = summary.metrics, summary.uncertainty
     assert m.frac_survived == 1.0 and m.delta_ppl == 0.0 and m.n_compressed_matrices == 0
+    assert m.n_uncertain == 0 and u.settled and u.job.frac_survived_lo == 1.0
+    frame = pd.read_parquet(plan_job(cfg).out / FEATURES_FILE)
+    active = frame[frame["active"]]
+    assert len(active) > 100
+    assert (active["r_lo"] == 1.0).all() and (active["r_hi"] == 1.0).all()
 
 
 def test_complete_job_is_skipped_without_loading(small_cfg, monkeypatch) -> None:
