@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from sweep.base.atomic import write_json_atomic
 from sweep.base.errors import QfeatError, one_line
 from sweep.job.keys import JobPlan, completed, plan_job
-from sweep.job.outcomes import COMPLETE, SKIPPED, Outcome, write_outcome
+from sweep.job.outcomes import COMPLETE, SKIPPED, Outcome, finished, write_outcome
 from sweep.results.files import FAILURE_FILE
 from sweep.results.summary import Summary
 
@@ -42,15 +42,12 @@ def _record_outcome(
     if not HydraConfig.initialized():
         return
     hydra = HydraConfig.get()
-    outcome = Outcome(job=str(hydra.job.get("num", 0)), overrides=list(hydra.overrides.task))
-    outcome.key = plan.key if plan is not None else None
+    job, overrides = str(hydra.job.get("num", 0)), list(hydra.overrides.task)
     if err is not None:
-        outcome.error = one_line(err)
+        key = plan.key if plan is not None else None
+        outcome = Outcome(job=job, overrides=overrides, key=key, error=one_line(err))
     else:
-        outcome.status = SKIPPED if skipped else COMPLETE
-        outcome.frac_survived = summary.metrics.frac_survived
-        outcome.frac_uncertain = summary.metrics.frac_uncertain
-        outcome.delta_ppl = summary.metrics.delta_ppl
+        outcome = finished(job, overrides, SKIPPED if skipped else COMPLETE, summary)
     try:
         write_outcome(Path(hydra.runtime.output_dir), outcome)
     except QfeatError as write_err:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from sweep.base.errors import QfeatError, one_line
 from sweep.job.keys import completed, plan_job
-from sweep.job.outcomes import COMPLETE, FAILED, SKIPPED, Outcome, write_outcome
+from sweep.job.outcomes import COMPLETE, FAILED, SKIPPED, Outcome, finished, write_outcome
 from sweep.results.files import OUTCOME_FILE
 
 log = logging.getLogger("qfeat")
@@ -61,8 +61,7 @@ def triage(
         return job
     first_of_key[plan.key] = job
     if (done := completed(plan)) is not None:
-        m = done.metrics
-        _answer(job, Outcome(str(num), overrides, SKIPPED, plan.key, m.frac_survived, m.delta_ppl))
+        _answer(job, finished(str(num), overrides, SKIPPED, done))
     return job
 
 
@@ -84,6 +83,7 @@ def answer_same_key(job: Triaged) -> Outcome:
     if theirs is not None and theirs.status in (COMPLETE, SKIPPED):
         outcome.status = SKIPPED
         outcome.frac_survived, outcome.delta_ppl = theirs.frac_survived, theirs.delta_ppl
+        outcome.frac_uncertain = theirs.frac_uncertain
     else:
         outcome.error = f"same key as job {first.num}, which did not finish"
     _answer(job, outcome)

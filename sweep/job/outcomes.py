@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sweep.base.atomic import write_json_atomic
 from sweep.results.files import OUTCOME_FILE
+from sweep.results.summary import Summary
 
 log = logging.getLogger("qfeat")
 
@@ -34,6 +35,20 @@ class Outcome:
     delta_ppl: float | None = None
     error: str | None = None
     same_as: str | None = None  # the job of this launch with the same key, which ran for both
+
+
+def finished(job: str, overrides: list[str], status: str, summary: Summary) -> Outcome:
+    """The outcome of a job that has a complete summary (computed now, or found complete)."""
+    m = summary.metrics
+    return Outcome(
+        job=job,
+        overrides=overrides,
+        status=status,
+        key=summary.key,
+        frac_survived=m.frac_survived,
+        frac_uncertain=m.frac_uncertain,
+        delta_ppl=m.delta_ppl,
+    )
 
 
 def write_outcome(job_dir: Path, outcome: Outcome) -> None:
