@@ -11,8 +11,8 @@ from sweep.compressors.registry import (
     COMPRESSORS,
     compress_model,
     restore_targets,
+    selected_linears,
     snapshot_targets,
-    target_linears,
 )
 from sweep.config.compression import NoiseConfig
 
@@ -22,12 +22,11 @@ log = logging.getLogger(__name__)
 def matched_error_norms(model: nn.Module, cfg: NoiseConfig) -> dict[str, float]:
     """‖W_match − W‖_F of every target matrix, in float64: the matched method compresses the
     model in place, its errors are read against a snapshot, and the FP weights are restored."""
-    targets = list(cfg.targets)
-    snapshot = snapshot_targets(model, targets)
+    snapshot = snapshot_targets(model, cfg)
     compress_model(model, cfg.match)
     norms = {
         name: float((layer.weight.detach().cpu().double() - snapshot[name].double()).norm())
-        for name, layer in target_linears(model, targets)
+        for name, layer in selected_linears(model, cfg)
     }
     restore_targets(model, snapshot)
     return norms
@@ -47,7 +46,7 @@ def add_matched_noise(model: nn.Module, cfg: NoiseConfig, _calibration) -> None:
     generator = torch.Generator().manual_seed(cfg.seed)
     worst = 0.0
     with torch.no_grad():
-        for name, layer in target_linears(model, list(cfg.targets)):
+        for name, layer in selected_linears(model, cfg):
             weight = layer.weight
             before = weight.detach().double()
             noise = scaled_noise(weight.shape, norms[name], generator).to(weight.device)

@@ -300,11 +300,13 @@ class NoiseConfig(TargetedConfig):
                 f"({', '.join(NOISE_MATCHES)}); got {getattr(self.match, 'name', self.match)}"
             )
         self.match.check()
-        if list(self.match.targets) != list(self.targets):
-            raise QfeatError(
-                f"compression.targets={list(self.targets)} but compression.match.targets="
-                f"{list(self.match.targets)}: the noise goes on the weights it matches"
-            )
+        for option in ("targets", "blocks"):
+            mine, theirs = getattr(self, option), getattr(self.match, option)
+            if (None if mine is None else list(mine)) != (None if theirs is None else list(theirs)):
+                raise QfeatError(
+                    f"compression.{option}={mine} but compression.match.{option}={theirs}: "
+                    "the noise goes on the weights it matches"
+                )
 
 
 def _check_calibration(cfg: Any) -> None:

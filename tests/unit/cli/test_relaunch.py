@@ -83,7 +83,8 @@ def test_jobs_sharing_a_key_run_once_and_report_the_first(tmp_path) -> None:
     assert [j.submit for j in jobs] == [True, False, False]
     assert jobs[1].same_as is jobs[0] and jobs[2].same_as is jobs[0]
     # the first one ran and reported
-    write_outcome(jobs[0].job_dir, Outcome("0", ["bits=3"], COMPLETE, jobs[0].key, 0.9, 0.5))
+    first = Outcome("0", ["bits=3"], COMPLETE, jobs[0].key, 0.9, delta_ppl=0.5)
+    write_outcome(jobs[0].job_dir, first)
     second = answer_same_key(jobs[1])
     assert second == saved(tmp_path / "1")
     assert (second.status, second.same_as, second.frac_survived, second.delta_ppl) == (

@@ -114,6 +114,11 @@ def test_partial_compression_changes_exactly_the_selected_matrices(name, targets
         f"bits={METHODS.get(name).bit_choices[0] if METHODS.get(name).bit_choices else 4}",
         "sparsity=0.5",
         *(["compression.group_size=32"] if hasattr(METHODS.get(name), "group_size") else []),
+        *(  # the noise goes on the weights its matched method compresses
+            [f"compression.match.targets={targets}", f"compression.match.blocks={blocks}"]
+            if name == "noise"
+            else []
+        ),
     )
     chosen = [n for n, _ in target_linears(model, cfg.targets, cfg.blocks)]
     assert compress_model(model, cfg) == len(chosen)

@@ -19,7 +19,10 @@ from sweep.job.keys import plan_job
 def finished_pid() -> int:
     """The id of a process that has ended."""
     proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return int(proc.stdout)
 
