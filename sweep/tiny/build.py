@@ -2,7 +2,8 @@
 
 Stages: texts -> tokenizer -> LM -> activations -> one SAE per family -> quality -> manifest.
 Writes OUT/lm (HF model + tokenizer), OUT/sae/<family> (SAE-Lens format; relu, jumprelu,
-topk), OUT/heldout.txt (the measured text) and OUT/manifest.json.
+topk), OUT/heldout.txt (the measured text), OUT/heldout_tokens.safetensors (the token rows the
+quality figures are measured on) and OUT/manifest.json.
 `--quick` shrinks every stage (smoke test; quality is not meaningful).
 """
 
@@ -27,6 +28,7 @@ from transformers import AutoModelForCausalLM
 
 from sweep.tiny import ASSET_DIR, quality
 from sweep.tiny import tokenizer as tok_lib
+from sweep.tiny.heldout import measured_tokens
 from sweep.tiny.resume import MANIFEST, Prior, file_digests
 from sweep.tiny.texts import gather, join
 from sweep.tiny.train_lm import LMSettings, train_lm
@@ -152,14 +154,11 @@ def build(out: Path, quick: bool = False) -> dict[str, Any]:
     tokenizer = tok_lib.train_tokenizer(texts.tokenizer_docs, VOCAB_SIZE)
     bos = tokenizer.bos_token_id
     train_ids = torch.tensor(tok_lib.encode(tokenizer, join(texts.train_docs)))
-    held_pydoc = quality.chunk_stream(
-        tok_lib.encode(tokenizer, texts.heldout_pydoc), lm_s.context_size, bos
+    measured = measured_tokens(
+        texts, tokenizer, train_ids, lm_s.context_size, bs.quality_stdlib_chunks, quick
     )
-    held_stdlib = quality.chunk_stream(
-        tok_lib.encode(tokenizer, texts.heldout_stdlib), lm_s.context_size, bos
-    )[: bs.quality_stdlib_chunks]
-    if quick:
-        held_pydoc = held_pydoc[:8]
+    measured.save(out)
+    held_pydoc, held_stdlib = measured.pydoc, measured.stdlib
     log.info("train tokens %d, held-out pydoc tokens %d", train_ids.numel(), held_pydoc.numel())
     manifest: dict[str, Any] = {
         "name": "tiny",
@@ -235,9 +234,7 @@ def build(out: Path, quick: bool = False) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "lm_heldout_ppl": quality.lm_perplexity(model, held_pydoc),
         "lm_heldout_stdlib_ppl": quality.lm_perplexity(model, held_stdlib),
-        "unigram_heldout_ppl": quality.unigram_perplexity(
-            train_ids, held_pydoc[:, 1:], len(tokenizer)
-        ),
+        "unigram_heldout_ppl": quality.unigram_perplexity(measured.train_counts, held_pydoc[:, 1:]),
         **quality.lm_properties(model, held_pydoc),
     }
     metrics["lm_to_unigram_ppl_ratio"] = metrics["lm_heldout_ppl"] / metrics["unigram_heldout_ppl"]

@@ -41,12 +41,10 @@ def lm_perplexity(model: Any, chunks: torch.Tensor, batch_size: int = 32) -> flo
     return math.exp(total / count)
 
 
-def unigram_perplexity(
-    train_ids: list[int] | torch.Tensor, eval_ids: list[int] | torch.Tensor, vocab_size: int
-) -> float:
-    """Perplexity of an add-one-smoothed unigram model fitted on train ids, on eval ids."""
-    train = torch.as_tensor(train_ids, dtype=torch.long).flatten()
-    counts = torch.bincount(train, minlength=vocab_size).double() + 1.0
+def unigram_perplexity(train_counts: torch.Tensor, eval_ids: list[int] | torch.Tensor) -> float:
+    """Perplexity on eval ids of an add-one-smoothed unigram model fitted on train token counts
+    (one per vocabulary entry)."""
+    counts = train_counts.double() + 1.0
     logp = torch.log(counts / counts.sum())
     ev = torch.as_tensor(eval_ids, dtype=torch.long).flatten()
     return math.exp(-logp[ev].mean().item())

@@ -128,3 +128,34 @@ def test_watching_an_inactive_feature_is_refused(tmp_path: Path, capsys) -> None
     silent = int(frame.loc[~frame["active"], "feature"].iloc[0])
     assert audit(tmp_path / "x", BASE, "--watch", str(silent), "--fail-under", "0.5") == 2
     assert f"watched features [{silent}] are not active" in capsys.readouterr().err
+
+
+def test_candidate_without_config_json_is_refused_before_any_work(tmp_path: Path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"")
+    assert audit(tmp_path, tmp_path / "ckpt") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no config.json: not an HF checkpoint" in err[0]
+    assert not (tmp_path / "reference_cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("watch", "message"),
+    [("3,x", "is not a comma-separated list of ids"), ("-1", "give one or more feature ids")],
+)
+def test_bad_watch_value_is_a_usage_error(watch: str, message: str, tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        audit(tmp_path, BASE, f"--watch={watch}")
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "reference_cache").exists()
+
+
+def test_export_to_an_unwritable_directory_is_one_line(tmp_path: Path, capsys) -> None:
+    """An output path below a regular file cannot be created (root ignores permission bits,
+    so this is the unwritable directory every user, root included, hits)."""
+    (tmp_path / "file").write_text("")
+    args = [str(tmp_path / "file" / "out"), "compression=rtn", "bits=4", "runtime.device=cpu"]
+    assert export_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write results to" in err[0] and "Not a directory" in err[0]

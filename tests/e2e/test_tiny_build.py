@@ -15,11 +15,12 @@ import torch
 from sweep.base.paths import TINY_SAES
 from sweep.tiny import ASSET_DIR, corpus, quality, stdlib
 from sweep.tiny import tokenizer as tok_lib
+from sweep.tiny.heldout import MeasuredTokens, measured_tokens
 from sweep.tiny.resume import Prior, file_digests
 from sweep.tiny.texts import gather, join
 from sweep.tiny.train_sae import FAMILIES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
 ARCHITECTURES = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}
 
@@ -141,31 +142,52 @@ def test_hidden_state_is_block_output(committed: tuple) -> None:
 
 
 @pytest.fixture(scope="module")
-def heldout_chunks(committed: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pydoc, stdlib) held-out token rows, rebuilt from text as the build made them."""
+def measured(committed: tuple) -> MeasuredTokens:
+    """The committed token rows the quality figures are measured on, and the train counts."""
+    return MeasuredTokens.load(ASSET_DIR)
+
+
+@pytest.fixture(scope="module")
+def heldout_chunks(measured: MeasuredTokens) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pydoc, stdlib) held-out token rows, as committed: the same on every Python."""
+    return measured.pydoc, measured.stdlib
+
+
+def test_committed_tokens_are_the_builds_on_the_recorded_corpus(
+    committed: tuple, measured: MeasuredTokens
+) -> None:
+    """The committed rows hold the manifest's token counts and decode to the committed held-out
+    text; where this Python carries the corpus the build read (its sha256), tokenizing it again
+    gives the committed rows and train counts exactly. The hash decides only that comparison."""
     _, tokenizer, _, manifest = committed
-    recorded = manifest["corpus"]["stdlib"]
-    if stdlib.files_sha256(stdlib.load_files()) != recorded["sha256"]:
-        pytest.skip(f"this Python's stdlib differs from the one tiny was built from ({recorded})")
-    ctx, bos = manifest["context_size"], tokenizer.bos_token_id
+    ctx = manifest["context_size"]
+    assert measured.pydoc.numel() == manifest["corpus"]["heldout_tokens"]
+    assert measured.stdlib.numel() == manifest["corpus"]["heldout_stdlib_tokens"]
+    assert int(measured.train_counts.sum()) == manifest["corpus"]["train_tokens"]
+    assert (measured.pydoc[:, 0] == tokenizer.bos_token_id).all()
     pydoc = (ASSET_DIR / "heldout.txt").read_text(encoding="utf-8")
-    files = stdlib.load_files()
-    held_code = "".join(files[p] + corpus.EOT for p in recorded["heldout_files"])
-    n_code = manifest["corpus"]["heldout_stdlib_tokens"] // ctx
-    return (
-        quality.chunk_stream(tok_lib.encode(tokenizer, pydoc), ctx, bos),
-        quality.chunk_stream(tok_lib.encode(tokenizer, held_code), ctx, bos)[:n_code],
-    )
-
-
-def test_committed_lm_quality_recomputed(committed: tuple, heldout_chunks: tuple) -> None:
-    """The LM beats a unigram model by far on held-out prose; figures equal the manifest's."""
-    model, tokenizer, _, manifest = committed
-    pydoc, _ = heldout_chunks
+    expected = quality.chunk_stream(tok_lib.encode(tokenizer, pydoc), ctx, tokenizer.bos_token_id)
+    assert torch.equal(measured.pydoc, expected)
     texts = gather(0.2, 0.1, manifest["corpus"]["pydoc"]["repeats_in_train"], 0)
-    train_ids = tok_lib.encode(tokenizer, join(texts.train_docs))
-    lm_ppl = quality.lm_perplexity(model, pydoc)
-    uni_ppl = quality.unigram_perplexity(train_ids, pydoc[:, 1:], len(tokenizer))
+    recorded = manifest["corpus"]
+    same_corpus = (
+        texts.record["stdlib"]["sha256"] == recorded["stdlib"]["sha256"]
+        and texts.record["pydoc"]["sha256"] == recorded["pydoc"]["sha256"]
+    )
+    if same_corpus:
+        train_ids = torch.tensor(tok_lib.encode(tokenizer, join(texts.train_docs)))
+        n_code = len(measured.stdlib)
+        rebuilt = measured_tokens(texts, tokenizer, train_ids, ctx, n_code, quick=False)
+        assert torch.equal(rebuilt.pydoc, measured.pydoc)
+        assert torch.equal(rebuilt.stdlib, measured.stdlib)
+        assert torch.equal(rebuilt.train_counts, measured.train_counts)
+
+
+def test_committed_lm_quality_recomputed(committed: tuple, measured: MeasuredTokens) -> None:
+    """The LM beats a unigram model by far on held-out prose; figures equal the manifest's."""
+    model, _, _, manifest = committed
+    lm_ppl = quality.lm_perplexity(model, measured.pydoc)
+    uni_ppl = quality.unigram_perplexity(measured.train_counts, measured.pydoc[:, 1:])
     assert lm_ppl < 0.3 * uni_ppl, (lm_ppl, uni_ppl)
     assert lm_ppl == pytest.approx(manifest["metrics"]["lm_heldout_ppl"], rel=1e-4)
     assert uni_ppl == pytest.approx(manifest["metrics"]["unigram_heldout_ppl"], rel=1e-6)

@@ -94,3 +94,47 @@ def test_keeps_dtype_and_rejects_bad_shapes() -> None:
         rtn(torch.randn(3, 4, 5), 4)
     with pytest.raises(ValueError, match="divide"):
         rtn(torch.randn(4, 10), 4, "group", group_size=3)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_asymmetric_grid_is_torchs_min_max_observer(bits: int) -> None:
+    """Scale and zero point equal PyTorch's per-channel min-max observer on [0, 2^b − 1]
+    (an independent grid), and so does the fake-quantized weight."""
+    w = weights()
+    observer = torch.ao.quantization.PerChannelMinMaxObserver(
+        ch_axis=0,
+        dtype=torch.quint8,
+        qscheme=torch.per_channel_affine,
+        quant_min=0,
+        quant_max=2**bits - 1,
+    )
+    observer(w)
+    scale, zp = observer.calculate_qparams()
+    nonzero = w.abs().amax(1) > 0  # the observer floors an all-zero row's scale at eps
+    ours_scale, ours_zp = scale_and_zero_point(w, bits, symmetric=False)
+    torch.testing.assert_close(ours_scale[nonzero], scale[nonzero], rtol=1e-6, atol=0)
+    assert torch.equal(ours_zp[nonzero], zp[nonzero].to(torch.int64))
+    expected = torch.fake_quantize_per_channel_affine(w, scale, zp, 0, 0, 2**bits - 1)
+    torch.testing.assert_close(rtn(w, bits, symmetric=False)[nonzero], expected[nonzero])
+
+
+def test_asymmetric_values_past_the_grid_are_clamped() -> None:
+    """[−1.5, 1.5] at 2 bits: scale 1, zero point 2 (round half to even), so 1.5 rounds to
+    level 4 > 3 and must clamp to 1.0, as torch's fake quantization does."""
+    w = torch.tensor([[-1.5, 1.5]])
+    expected = torch.fake_quantize_per_channel_affine(
+        w, torch.tensor([1.0]), torch.tensor([2], dtype=torch.int32), 0, 0, 3
+    )
+    assert expected.tolist() == [[-2.0, 1.0]]
+    assert torch.equal(rtn(w, 2, symmetric=False), expected)
+
+
+def test_defaults_to_symmetric_and_quantizes_in_float32() -> None:
+    """`rtn(w, bits)` is symmetric per channel; a bfloat16 weight is quantized in float32 and
+    only the result is cast back."""
+    w = weights()
+    assert torch.equal(rtn(w, 4), rtn(w, 4, "channel", symmetric=True))
+    low = w.bfloat16()
+    assert torch.equal(rtn(low, 3), rtn(low.float(), 3).bfloat16())
+    with pytest.raises(ValueError, match="unknown granularity 'row'"):
+        rtn(w, 4, "row")

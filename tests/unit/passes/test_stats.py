@@ -113,3 +113,65 @@ def test_nonzero_finder_without_numpy_dtype() -> None:
     want = finder(codes)
     assert torch.equal(finder(codes.bfloat16()), want)
     assert torch.equal(want, torch.from_numpy(np.flatnonzero(codes.numpy())))
+
+
+def dense_oracle(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every running total of PairStats computed by numpy on the whole data at once."""
+    return {
+        "mean_x": x.mean(0),
+        "mean_y": y.mean(0),
+        "m2_x": ((x - x.mean(0)) ** 2).sum(0),
+        "m2_y": ((y - y.mean(0)) ** 2).sum(0),
+        "c_xy": ((x - x.mean(0)) * (y - y.mean(0))).sum(0),
+        "max_x": x.max(0),
+        "sum_sq_x": (x**2).sum(0),
+        "sum_sq_diff": ((y - x) ** 2).sum(0),
+        "active_x": (x > 0).sum(0),
+        "active_y": (y > 0).sum(0),
+        "active_both": ((x > 0) & (y > 0)).sum(0),
+    }
+
+
+def assert_equals_oracle(s: PairStats, x: np.ndarray, y: np.ndarray) -> None:
+    """Every field of `s` equals numpy's, in float64 / int64 (counts past 2**24 stay exact)."""
+    assert s.n == len(x)
+    for name, want in dense_oracle(x, y).items():
+        got = getattr(s, name)
+        assert got.dtype == (torch.int64 if name.startswith("active") else torch.float64), name
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_every_running_total_matches_numpy_over_batches(sparse: bool) -> None:
+    """Codes below 1 (so a wrong floor of the batch maximum shows) streamed in uneven batches:
+    every total, not only r, equals a dense computation."""
+    x, y = paired_codes()
+    x, y = x / 1e7, y / 1e7
+    assert_equals_oracle(streamed(x, y, UNEVEN, sparse), x, y)
+
+
+@pytest.mark.parametrize("split", [1, 100, 996])
+def test_merge_matches_numpy_on_every_total(split: int) -> None:
+    x, y = paired_codes()
+    left = streamed(x[:split], y[:split], [split])
+    left.merge(streamed(x[split:], y[split:], [len(x) - split]))
+    assert_equals_oracle(left, x, y)
+
+
+def test_pearson_stays_in_the_unit_interval_and_is_nan_only_for_constant_fp() -> None:
+    """Rescaled and sign-flipped codes give |r| = 1 up to rounding (which, unclamped, lands
+    beyond 1 for about a third of them) and never beyond it; a feature whose FP second moment
+    is exactly 1 is an ordinary feature (scipy's r)."""
+    rng = np.random.default_rng(5)
+    x = np.abs(rng.normal(0, 1, (64, 400))) * rng.uniform(0.1, 100, 400)
+    y = x * rng.uniform(0.1, 10, 400)
+    s = PairStats.zeros(800)
+    update_stats(s, torch.from_numpy(np.hstack([x, x])), torch.from_numpy(np.hstack([y, -y])))
+    r = s.pearson().numpy()
+    assert (np.abs(r) <= 1.0).all()
+    np.testing.assert_allclose(r, np.r_[np.ones(400), -np.ones(400)], atol=1e-12)
+    x1, y1 = np.array([[1.0], [1.0], [0.0], [0.0]]), np.array([[1.0], [0.0], [1.0], [1.0]])
+    one = PairStats.zeros(1)
+    update_stats(one, torch.from_numpy(x1), torch.from_numpy(y1))
+    assert one.m2_x.item() == 1.0
+    assert one.pearson().item() == pytest.approx(sps.pearsonr(x1[:, 0], y1[:, 0]).statistic)
