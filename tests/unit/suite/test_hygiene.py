@@ -50,3 +50,10 @@ def test_no_hard_dependency_is_imported_with_a_skip(path: Path) -> None:
     tree = ast.parse(path.read_text())
     for call in calls(tree):
         assert call.func.attr != "importorskip", f"{path.name}:{call.lineno}: importorskip"
+
+
+def test_test_files_have_unique_basenames() -> None:
+    """pytest imports test modules by basename (rootdir-relative packages are not used): two
+    files of one name stop collection of the whole suite."""
+    names = [p.name for p in TESTS.rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
