@@ -44,6 +44,8 @@ from sweep.results.files import FEATURES_FILE
 from sweep.results.summary import Summary
 
 VERDICT_COLUMNS = ["sae", "feature", "r", "class", "fp_frequency", "fp_mean_active", "fp_max"]
+# Files a saved tokenizer consists of (any one of them: the checkpoint ships a tokenizer).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 CHECKED_CONFIG = (
     "model_type",
     "num_hidden_layers",
@@ -141,6 +143,18 @@ def check_gguf_candidate(cfg: DictConfig) -> None:
     check_matches(Path(cfg.candidate), AutoConfig.from_pretrained(base), vocab)
 
 
+def candidate_tokenizer(candidate: str):
+    """The candidate's own tokenizer, or None when it ships none (a local directory without
+    tokenizer files: transformers would build an empty tokenizer from config.json alone)."""
+    local = Path(candidate)
+    if local.is_dir() and not any((local / name).exists() for name in TOKENIZER_FILES):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(candidate)
+    except (OSError, ValueError):
+        return None
+
+
 def load_candidate(
     cfg: DictConfig, _method: CompressionConfig, loaded: Loaded, sets: TokenSets
 ) -> Variants:
@@ -155,11 +169,9 @@ def load_candidate(
         return variants
     cand_cfg = OmegaConf.merge(cfg.model, {"name": "hf", "path": cfg.candidate})
     candidate = load_hf_model(cand_cfg, loaded.device, cfg.runtime.half_on_cpu)
-    try:
-        cand_tok = AutoTokenizer.from_pretrained(cfg.candidate)
-    except (OSError, ValueError):
+    cand_tok = candidate_tokenizer(cfg.candidate)
+    if cand_tok is None:
         log.warning("candidate has no tokenizer files; using the base model's tokenizer")
-        cand_tok = None
     check_compatible(loaded.fp_model, candidate, sets.tokenizer, cand_tok)
     return Variants(
         models={"candidate": loaded.hooked(candidate)}, primary="candidate", n_matrices=0
@@ -211,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = {"base", "candidate", "sae"} - set(fields)
         if missing:
             raise QfeatError(f"missing {', '.join(sorted(missing))}=…")
+        if args.worst < 0:
+            raise QfeatError(f"--worst {args.worst}: give how many damaged features to list (>= 0)")
         if args.fail_under is not None and not 0.0 <= args.fail_under <= 1.0:
             raise QfeatError(f"--fail-under {args.fail_under} is outside [0, 1]")
         check_candidate(fields["candidate"])

@@ -1,5 +1,8 @@
 """Auditing saved checkpoints: same numbers as the sweep, identity, gating, mismatch refusal."""
 
+import json
+import logging
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -159,3 +162,49 @@ def test_export_to_an_unwritable_directory_is_one_line(tmp_path: Path, capsys) -
     assert export_main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write results to" in err[0] and "Not a directory" in err[0]
+
+
+def copy_without(src: Path, dest: Path, *names: str) -> Path:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*names))
+    return dest
+
+
+def test_candidate_without_tokenizer_uses_the_bases(candidates, tmp_path: Path, caplog) -> None:
+    """A checkpoint saved without tokenizer files is measured on the base's tokens: the same
+    features as the same weights with their tokenizer, and one warning saying so."""
+    bare = copy_without(candidates["rtn4"], tmp_path / "bare", "tokenizer*", "special_tokens*")
+    assert not list(bare.glob("tokenizer*"))
+    with caplog.at_level(logging.WARNING):
+        assert audit(tmp_path / "bare_out", bare) == 0
+    assert any("no tokenizer files" in r.getMessage() for r in caplog.records)
+    assert audit(tmp_path / "full_out", candidates["rtn4"]) == 0
+    pd.testing.assert_frame_equal(
+        audit_frame(tmp_path / "bare_out"), audit_frame(tmp_path / "full_out")
+    )
+
+
+def test_candidate_with_another_tokenizer_is_refused(candidates, tmp_path: Path, capsys) -> None:
+    """Same architecture and sizes, but two tokens of the vocabulary swapped: refused in one
+    line (its ids would mean other text)."""
+    other = copy_without(candidates["rtn4"], tmp_path / "other")
+    spec = json.loads((other / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[100:102]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (other / "tokenizer.json").write_text(json.dumps(spec))
+    assert audit(tmp_path, other) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("error: base and candidate tokenizers have different vocabularies")
+
+
+def test_worst_lists_that_many_damaged_features(candidates, tmp_path: Path, capsys) -> None:
+    assert audit(tmp_path, candidates["rtn2"], "--worst", "3") == 0
+    out = capsys.readouterr().out
+    table = out.split("3 most damaged features:\n", 1)[1].split("\nresults:", 1)[0]
+    rows = table.strip().splitlines()[1:]  # below the header
+    listed = [float(row.split()[2]) for row in rows]  # sae, feature, r, ...
+    frame = audit_frame(tmp_path)
+    expected = frame[frame["active"]].sort_values("r")["r"].head(3)
+    assert listed == pytest.approx(list(expected), abs=1e-4)
+    assert audit(tmp_path, candidates["rtn2"], "--worst", "-1") == 2
+    assert "--worst -1" in capsys.readouterr().err
