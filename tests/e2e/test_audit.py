@@ -208,3 +208,15 @@ def test_worst_lists_that_many_damaged_features(candidates, tmp_path: Path, caps
     assert listed == pytest.approx(list(expected), abs=1e-4)
     assert audit(tmp_path, candidates["rtn2"], "--worst", "-1") == 2
     assert "--worst -1" in capsys.readouterr().err
+
+
+def test_audit_measures_on_the_data_it_is_given(tmp_path: Path) -> None:
+    """data=local with a text file: the audit's tokens come from that file (its content digest
+    is in the result's key inputs) and the base against itself keeps every feature."""
+    text = tmp_path / "text.txt"
+    text.write_text((TINY_ASSETS / "heldout.txt").read_text(encoding="utf-8")[:60000])
+    assert audit(tmp_path, BASE, "data=local", f"data.path={text}", "--fail-under", "1.0") == 0
+    (summary,) = (tmp_path / "audit" / "jobs").glob("*/summary.json")
+    record = json.loads(summary.read_text())
+    assert record["config"]["data"]["name"] == "local"
+    assert record["config"]["data"]["path"] == str(text)
