@@ -50,8 +50,8 @@ def test_a_complete_sweep_launches_nothing(sweep, tmp_path, launcher) -> None:
     )
     assert launched(last_sweep_dir(out)) == {"submitit": 0, "ran": 0}
     assert table(out) == [("0", "skipped", None), ("1", "skipped", None)]
-    assert re.search(
-        r"\n +1  bits=3 +skipped +\d+\.\d +[+-]\d+\.\d{3}", (proc.stdout + proc.stderr)
+    assert re.search(  # % surv, % uncertain and ΔPPL read back from the summary
+        r"\n +1  bits=3 +skipped +\d+\.\d +\d+\.\d +[+-]\d+\.\d{3}", (proc.stdout + proc.stderr)
     )
 
 
