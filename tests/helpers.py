@@ -4,7 +4,7 @@ streams sparse entries)."""
 import torch
 
 from sweep.passes.contexts import Contexts
-from sweep.passes.reference import SparseCodes
+from sweep.passes.reference import Reference, SparseCodes
 from sweep.passes.sparse import Pairs
 from sweep.passes.stats import PairStats
 
@@ -33,3 +33,30 @@ def dense_rows(codes: SparseCodes, start: int, stop: int) -> torch.Tensor:
     out = torch.zeros((stop - start) * codes.d_sae, dtype=codes.values.dtype)
     out[flat] = values
     return out.reshape(stop - start, codes.d_sae)
+
+
+def sparse_batches() -> list[torch.Tensor]:
+    """ReLU-like code batches of uneven sizes, with empty rows."""
+    batches = []
+    for rows in (5, 1, 7):
+        x = torch.relu(torch.randn(rows, 11) - 0.8)
+        x[0] = 0.0
+        batches.append(x)
+    return batches
+
+
+def make_reference(seed: int = 0) -> Reference:
+    """A small FP reference with sparse codes of one hook, seeded."""
+    torch.manual_seed(seed)
+    batches = sparse_batches()
+    return Reference(
+        codes={
+            "blocks.0.hook_resid_post": SparseCodes.concat(
+                [SparseCodes.from_dense(b) for b in batches]
+            )
+        },
+        nll=torch.rand(3, 4),
+        topk_logprobs=-torch.rand(3, 4, 2),
+        topk_ids=torch.randint(0, 9, (3, 4, 2), dtype=torch.int32),
+        sliding_ppl=12.5,
+    )

@@ -1,17 +1,16 @@
-"""The FP reference cache: exact round trips, corruption detection, one computation under races."""
+"""The FP reference cache: exact round trips, corruption detection, colliding root checks (the
+process race: tests/e2e/test_reference_race.py)."""
 
 import json
-import multiprocessing as mp
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import dense_rows
+from helpers import dense_rows, make_reference, sparse_batches
 from sweep.base.errors import QfeatError
-from sweep.passes.reference import Reference, SparseCodes
+from sweep.passes.reference import SparseCodes
 from sweep.passes.reference_cache import (
     MANIFEST_FILE,
     TENSORS_FILE,
@@ -21,32 +20,6 @@ from sweep.passes.reference_cache import (
     reference_key,
     save_reference,
 )
-
-
-def sparse_batches() -> list[torch.Tensor]:
-    """ReLU-like code batches of uneven sizes, with empty rows."""
-    batches = []
-    for rows in (5, 1, 7):
-        x = torch.relu(torch.randn(rows, 11) - 0.8)
-        x[0] = 0.0
-        batches.append(x)
-    return batches
-
-
-def make_reference(seed: int = 0) -> Reference:
-    torch.manual_seed(seed)
-    batches = sparse_batches()
-    return Reference(
-        codes={
-            "blocks.0.hook_resid_post": SparseCodes.concat(
-                [SparseCodes.from_dense(b) for b in batches]
-            )
-        },
-        nll=torch.rand(3, 4),
-        topk_logprobs=-torch.rand(3, 4, 2),
-        topk_ids=torch.randint(0, 9, (3, 4, 2), dtype=torch.int32),
-        sliding_ppl=12.5,
-    )
 
 
 def test_sparse_codes_round_trip_exactly() -> None:
@@ -119,37 +92,3 @@ def test_jobs_checking_one_cache_root_at_once_do_not_collide(tmp_path: Path) -> 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(probe_often, range(8)))
     assert list(Path(root).iterdir()) == []
-
-
-def _racer(root: str, log: str, barrier, results) -> None:
-    """One of several processes asking for the same reference at the same moment: each waits
-    at the barrier (after its imports), so all reach the cache together."""
-
-    def compute() -> Reference:
-        with open(log, "a") as f:
-            f.write("computed\n")
-        time.sleep(0.5)  # the lock is held while the others ask
-        return make_reference()
-
-    barrier.wait(timeout=120)
-    ref, computed = load_or_compute(root, "shared", compute)
-    results.put((computed, torch.equal(ref.nll, make_reference().nll)))
-
-
-def test_concurrent_processes_compute_once(tmp_path: Path) -> None:
-    """Four processes released together by a barrier: exactly one computes the reference, the
-    others wait on the lock and read the entry it wrote."""
-    log, ctx, n = tmp_path / "log.txt", mp.get_context("spawn"), 4
-    barrier, results = ctx.Barrier(n), ctx.Queue()
-    racers = [
-        ctx.Process(target=_racer, args=(str(tmp_path / "cache"), str(log), barrier, results))
-        for _ in range(n)
-    ]
-    for racer in racers:
-        racer.start()
-    outcomes = [results.get(timeout=300) for _ in racers]
-    for racer in racers:
-        racer.join(timeout=60)
-    assert sorted(c for c, _ in outcomes) == [False] * (n - 1) + [True]
-    assert all(same for _, same in outcomes)
-    assert log.read_text().count("computed") == 1
