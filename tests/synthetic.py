@@ -156,3 +156,12 @@ def write_job(
     record = summary_of(key, frame, compression, bits, **summary)
     write_json_atomic(d / SUMMARY_FILE, record.to_json())
     return d
+
+
+def two_sae_sweep(root: Path) -> Path:
+    """rtn 4 bits on two SAEs of one model, and the same at 3 bits."""
+    other = features_frame(R, hook="blocks.3.hook_resid_post")
+    frame = pd.concat([features_frame(R), other], ignore_index=True).astype({"sae": "string"})
+    write_job(root, "a" * 16, frame=frame)
+    write_job(root, "b" * 16, bits=3, frame=frame)
+    return root

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic import R, features_frame, write_job
+from synthetic import R, features_frame, two_sae_sweep, write_job
 
 from analysis.__main__ import main
 from analysis.load.collect import collect
@@ -235,33 +235,6 @@ def test_a_sweep_without_a_readable_job_is_one_line(damage, tmp_path, capsys) ->
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("qfeat-analysis")]
     assert "no readable job is left" in line and "all 1 were skipped" in line
     assert "a" * 16 in line and ("unreadable" in line or "no features.parquet" in line)
-
-
-def two_sae_sweep(root: Path) -> Path:
-    """rtn 4 bits on two SAEs of one model, and the same at 3 bits."""
-    other = features_frame(R, hook="blocks.3.hook_resid_post")
-    frame = pd.concat([features_frame(R), other], ignore_index=True).astype({"sae": "string"})
-    write_job(root, "a" * 16, frame=frame)
-    write_job(root, "b" * 16, bits=3, frame=frame)
-    return root
-
-
-def test_report_out_and_seed_options(tmp_path: Path, capsys) -> None:
-    """--out puts the report there; --seed changes the bootstrap CIs and nothing else; the same
-    seed reproduces them."""
-    sweep = two_sae_sweep(tmp_path / "s")
-    runs = {}
-    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
-        args = [str(sweep), "--out", str(tmp_path / name), "--seed", seed, "--n-boot", "200"]
-        assert main([*args, "--cards", "0", "-q"]) == 0
-        assert capsys.readouterr().out.strip() == str(tmp_path / name / "report.html")
-        runs[name] = pd.read_csv(tmp_path / name / "tables" / "headline.csv")
-    assert not (sweep / "report").exists()
-    pd.testing.assert_frame_equal(runs["a"], runs["b"])
-    ci = [c for c in runs["a"].columns if "ci95" in c]
-    assert ci and not runs["a"][ci].equals(runs["c"][ci])
-    rest = [c for c in runs["a"].columns if c not in ci]
-    pd.testing.assert_frame_equal(runs["a"][rest], runs["c"][rest])
 
 
 def test_bare_invocation_prints_usage_and_exit_2(capsys) -> None:
