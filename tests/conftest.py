@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from sweep.config.compose import compose_config
-from sweep.config.compression import CompressionConfig
+from sweep.config.compression import METHODS, CompressionConfig
 from sweep.config.validate import method_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,18 @@ SMALL = [
     "survival.min_active_tokens=3",
     "wandb.mode=disabled",
     "fidelity.max_features=2",
+]
+# The smallest job whose features are still measured: no fidelity, contexts or SAE fit.
+FAST = [
+    "data.n_sequences=8",
+    "data.seq_len=64",
+    "runtime.device=cpu",
+    "runtime.progress=false",
+    "survival.min_active_tokens=3",
+    "wandb.mode=disabled",
+    "fidelity.max_features=0",
+    "eval.sae_fit_sequences=0",
+    "eval.contexts_k=0",
 ]
 
 
@@ -63,6 +75,12 @@ def launch(*args: str, timeout: int = SUBPROCESS_TIMEOUT_S) -> subprocess.Comple
 def method(*overrides: str) -> CompressionConfig:
     """A compression method's typed config, composed from the shipped conf/ as a job would."""
     return method_config(compose_config(list(overrides)))
+
+
+def bits_of(name: str) -> int:
+    """4 where the method takes it (or has no bits option), else its first bit-width."""
+    choices = METHODS.get(name).bit_choices
+    return 4 if choices is None or 4 in choices else choices[0]
 
 
 def default_sae_dir() -> Path:

@@ -160,6 +160,15 @@ class TargetedConfig(CompressionConfig):
     blocks: list[int] | None = None  # block indices compressed; null: every block
     key_neutral: ClassVar[dict[str, Any]] = {"blocks": None}
 
+    def check_same_selection(self, partner: "TargetedConfig", role: str, why: str) -> None:
+        """`partner` (compression.<role>) selects the same module kinds and blocks as this."""
+        for option in ("targets", "blocks"):
+            mine, theirs = getattr(self, option), getattr(partner, option)
+            if (None if mine is None else list(mine)) != (None if theirs is None else list(theirs)):
+                raise QfeatError(
+                    f"compression.{option}={mine} but compression.{role}.{option}={theirs}: {why}"
+                )
+
     def selected_blocks(self) -> set[int]:
         """The blocks it compresses when only some are chosen."""
         return set(self.blocks or ())
@@ -257,13 +266,9 @@ class MagnitudeMatchedConfig(TargetedConfig):
         ):
             raise QfeatError("compression.baseline must be a compressing method (e.g. rtn)")
         self.baseline.check()
-        for option in ("targets", "blocks"):
-            mine, theirs = getattr(self, option), getattr(self.baseline, option)
-            if (None if mine is None else list(mine)) != (None if theirs is None else list(theirs)):
-                raise QfeatError(
-                    f"compression.{option}={mine} but compression.baseline.{option}={theirs}: "
-                    "a matched pair compresses the same weights"
-                )
+        self.check_same_selection(
+            self.baseline, "baseline", "a matched pair compresses the same weights"
+        )
         if self.scope not in SCOPES:
             raise QfeatError(f"compression.scope={self.scope!r}; use {' or '.join(SCOPES)}")
         if not (self.rel_tol > 0 and 0 < self.max_sparsity < 1 and self.max_steps >= 2):
@@ -300,13 +305,7 @@ class NoiseConfig(TargetedConfig):
                 f"({', '.join(NOISE_MATCHES)}); got {getattr(self.match, 'name', self.match)}"
             )
         self.match.check()
-        for option in ("targets", "blocks"):
-            mine, theirs = getattr(self, option), getattr(self.match, option)
-            if (None if mine is None else list(mine)) != (None if theirs is None else list(theirs)):
-                raise QfeatError(
-                    f"compression.{option}={mine} but compression.match.{option}={theirs}: "
-                    "the noise goes on the weights it matches"
-                )
+        self.check_same_selection(self.match, "match", "the noise goes on the weights it matches")
 
 
 def _check_calibration(cfg: Any) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import compose_config, default_sae_dir
+from conftest import FAST, compose_config, default_sae_dir
 from sweep.base.paths import TINY_ASSETS
 from sweep.cli.audit import main as audit_main
 from sweep.cli.export import main as export_main
@@ -15,19 +15,6 @@ from sweep.config.compression import METHODS
 from sweep.job.keys import plan_job
 from sweep.job.run import run
 from sweep.results.files import FEATURES_FILE
-
-# The smallest job whose features are still measured: no fidelity, contexts or SAE fit.
-FAST = [
-    "data.n_sequences=8",
-    "data.seq_len=64",
-    "runtime.device=cpu",
-    "runtime.progress=false",
-    "survival.min_active_tokens=3",
-    "wandb.mode=disabled",
-    "fidelity.max_features=0",
-    "eval.sae_fit_sequences=0",
-    "eval.contexts_k=0",
-]
 
 
 def job_overrides(name: str) -> list[str]:

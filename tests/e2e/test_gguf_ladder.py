@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose_config, default_sae_dir
+from conftest import FAST, compose_config, default_sae_dir
 from sweep.base.paths import TINY_ASSETS
 from sweep.cli.audit import main as audit_main
 from sweep.cli.export import main as export_main
@@ -22,17 +22,6 @@ from sweep.job.keys import plan_job
 from sweep.job.run import run
 from sweep.results.files import DEPLOYED_FEATURES_FILE, FEATURES_FILE
 
-FAST = [
-    "data.n_sequences=8",
-    "data.seq_len=64",
-    "runtime.device=cpu",
-    "runtime.progress=false",
-    "survival.min_active_tokens=3",
-    "wandb.mode=disabled",
-    "fidelity.max_features=0",
-    "eval.sae_fit_sequences=0",
-    "eval.contexts_k=0",
-]
 LADDER = ["F32", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "IQ4_NL", "Q3_K_M", "Q2_K"]
 
 

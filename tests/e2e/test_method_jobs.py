@@ -5,7 +5,7 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from conftest import SMALL, compose_config
+from conftest import SMALL, bits_of, compose_config
 from sweep.config.compression import METHODS, TargetedConfig
 from sweep.job.run import run
 from sweep.results.summary import ClassFractions
@@ -22,12 +22,6 @@ TINY = [
     "eval.sae_fit_sequences=0",
 ]
 COUNTS = [f.name for f in fields(ClassFractions)]
-
-
-def bits_of(name: str) -> int:
-    """4 where the method takes it (or has no bits option), else its first bit-width."""
-    choices = METHODS.get(name).bit_choices
-    return 4 if choices is None or 4 in choices else choices[0]
 
 
 def job(name: str, out):

@@ -58,12 +58,17 @@ def offline_env(monkeypatch, home: Path) -> dict[str, str]:
     return dict(os.environ)
 
 
-def launch(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`python launch.py ARGS` from the repository root."""
-    cmd = [sys.executable, "launch.py", *args]
+def python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python ARGS` from the repository root in `env`, bounded by the suite's timeout."""
+    cmd = [sys.executable, *args]
     return subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S
     )
+
+
+def launch(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python launch.py ARGS` from the repository root."""
+    return python(["launch.py", *args], env)
 
 
 def job_frames(out: Path) -> dict[str, pd.DataFrame]:
@@ -113,14 +118,7 @@ def test_hf_hooks_equal_transformer_lens(hub, monkeypatch):
         "import hub_fixture as h;"
         "print(*h.conversion_gap('gemma-2-2b', 1), *h.conversion_gap('pythia-70m', 3))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-    )
+    proc = python(["-c", code], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     gaps = list(map(float, proc.stdout.split()[-6:]))
     print("HF hook vs TL / tolerance (gemma logp, pre, post; pythia logp, pre, post):", gaps)
@@ -135,14 +133,7 @@ def test_pile_source_reads_cached_dataset(hub, monkeypatch):
         "t = hub_dataset_text(compose_config(['data=pile']).data);"
         "print(len(t.split(chr(10) * 2)), t.split(chr(10))[0])"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-    )
+    proc = python(["-c", code], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     n_docs, first = proc.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(n_docs) == 500 and first == sample_text().split("\n")[0]
@@ -263,25 +254,11 @@ def test_audit_with_a_release_sae_and_a_shipped_model_name(hub, tmp_path, monkey
     env = offline_env(monkeypatch, hub)
     data = ["data=local", f"data.path={hub / 'text.txt'}", *TINY_JOB[1:]]
     exporting = ["model=pythia-70m", "compression=rtn", "bits=3", *data]
-    export = subprocess.run(
-        [sys.executable, "-m", "sweep.cli.export", str(tmp_path / "ckpt"), *exporting],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-    )
+    export = python(["-m", "sweep.cli.export", str(tmp_path / "ckpt"), *exporting], env)
     assert export.returncode == 0, export.stderr[-3000:]
     sae = "sae=pythia-70m-deduped-res-sm:blocks.3.hook_resid_post"
     fields = ["base=pythia-70m", f"candidate={tmp_path / 'ckpt'}", sae]
-    audit = subprocess.run(
-        [sys.executable, "-m", "sweep.cli.audit", *fields, *data, f"out_root={tmp_path / 'audit'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-    )
+    audit = python(["-m", "sweep.cli.audit", *fields, *data, f"out_root={tmp_path / 'audit'}"], env)
     assert audit.returncode == 0, audit.stderr[-3000:]
     assert "active features:" in audit.stdout and "most damaged features" in audit.stdout
     job = ["model=pythia-70m", "sae=pythia-70m-res-sm", "sae.layer=3", "compression=rtn"]

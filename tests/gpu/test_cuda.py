@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, SMALL, SUBPROCESS_TIMEOUT_S, compose_config
+from conftest import ROOT, SMALL, SUBPROCESS_TIMEOUT_S, bits_of, compose_config
 from sweep.config.compression import METHODS
 from sweep.config.locations import model_path
 from sweep.inputs.hooked import HookedLM
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device here: the gpu tier needs one"
 )
 CUDA = [*SMALL, "runtime.device=cuda"]
-
-
-def bits_of(name: str) -> int:
-    """4 where the method takes it (or has no bits option), else its first bit-width."""
-    choices = METHODS.get(name).bit_choices
-    return 4 if choices is None or 4 in choices else choices[0]
 
 
 def cuda_job(out, *overrides: str):
