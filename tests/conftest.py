@@ -87,7 +87,8 @@ def default_sae_dir() -> Path:
     """The SAE-Lens directory of the shipped default SAE (conf/config.yaml's `sae`)."""
     from sweep.config.locations import local_sae_path
 
-    return local_sae_path(compose_config([]).sae)
+    sae = compose_config([]).sae
+    return local_sae_path(sae, sae.layer)
 
 
 @pytest.fixture

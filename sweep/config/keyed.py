@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.base.fingerprint import content_digest
 from sweep.config.compression import CompressionConfig
-from sweep.config.locations import local_data_path, local_model_dir, local_sae_path
+from sweep.config.locations import local_data_path, local_model_dir, local_sae_digest
 
 # Top-level config fields that say where or how a job runs, not what it measures: left out of
 # job keys, and never a dimension that tells a sweep's configurations apart in the analysis.
@@ -25,7 +25,7 @@ def input_digests(cfg: DictConfig) -> dict[str, str | None]:
     """Content digest of every local input a job reads (None: a hub id, identified by name)."""
     return {
         "model": content_digest(local_model_dir(cfg.model)),
-        "sae": content_digest(local_sae_path(cfg.sae)),
+        "sae": local_sae_digest(cfg.sae),
         "data": content_digest(local_data_path(cfg.data)),
         "candidate": content_digest(cfg.candidate),
     }

@@ -1,13 +1,15 @@
 """Where each input of a job lives, and which names the config may use for it: path logic only
 (no loading), so keys and checks run before any heavy import."""
 
+import hashlib
 import json
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from sweep.base.errors import QfeatError
-from sweep.base.paths import TINY_ASSETS, TINY_SAES, tiny_sae_dir
+from sweep.base.fingerprint import content_digest
+from sweep.base.paths import TINY_ASSETS, TINY_SAES, tiny_sae_dir, tiny_sae_layers
 
 # model.name -> its HF repo id or directory unless model.path overrides it ("hf": any, by path).
 MODEL_PATHS = {
@@ -63,12 +65,41 @@ def sae_layers(cfg: DictConfig) -> list[int]:
     return list(cfg.layers) if cfg.layers else [cfg.layer]
 
 
-def local_sae_path(cfg: DictConfig) -> Path | None:
-    """The SAE-Lens directory a local SAE loads from (`sae.path`, else the embedded one)."""
+def local_sae_path(cfg: DictConfig, layer: int) -> Path | None:
+    """The SAE-Lens directory the local SAE at `layer` loads from: `sae.path` (`{layer}` in it
+    is filled in), else the embedded tiny build's SAE of that family and layer; None for a
+    release SAE."""
     if cfg.path:
-        return Path(cfg.path)
+        return Path(str(cfg.path).replace("{layer}", str(layer)))
     family = TINY_SAES.get(cfg.name)
-    return tiny_sae_dir(family) if family else None
+    return tiny_sae_dir(family, layer) if family else None
+
+
+def check_tiny_sae_layers(cfg: DictConfig) -> None:
+    """Every layer asked of an embedded tiny SAE was built (read from the build's manifest)."""
+    family = TINY_SAES.get(cfg.name)
+    if family is None or cfg.path:
+        return
+    built = tiny_sae_layers(family)
+    missing = [layer for layer in sae_layers(cfg) if layer not in built]
+    if missing:
+        raise QfeatError(
+            f"SAE {cfg.name!r} has no layer {', '.join(map(str, missing))}; the embedded "
+            f"build has it at layers {built}"
+        )
+
+
+def local_sae_digest(cfg: DictConfig) -> str | None:
+    """Content digest of the local SAEs a job reads (None for release SAEs). One layer: its
+    directory's digest; several: a digest of each layer's, so any file of any layer counts."""
+    paths = {layer: local_sae_path(cfg, layer) for layer in sae_layers(cfg)}
+    digests = {layer: content_digest(path) for layer, path in paths.items()}
+    if len(digests) == 1:
+        return next(iter(digests.values()))
+    if any(d is None for d in digests.values()):
+        return None
+    parts = "\0".join(f"{layer}:{d}" for layer, d in sorted(digests.items()))
+    return hashlib.sha256(parts.encode()).hexdigest()
 
 
 def local_data_path(cfg: DictConfig) -> Path | None:

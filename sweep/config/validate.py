@@ -17,6 +17,7 @@ from sweep.config.locations import (
     MODEL_PATHS,
     SAE_NAMES,
     check_name,
+    check_tiny_sae_layers,
     local_model_dir,
     model_depth,
 )
@@ -101,6 +102,7 @@ def validate(cfg: DictConfig) -> CompressionConfig:
     """Fail fast with one line on values the schema's types cannot catch; returns the method."""
     check_name("model", cfg.model.name, list(MODEL_PATHS))
     check_name("sae", cfg.sae.name, SAE_NAMES)
+    check_tiny_sae_layers(cfg.sae)
     check_name("data source", cfg.data.source, DATA_SOURCES)
     method = method_config(cfg)
     if isinstance(method, GGUFConfig):

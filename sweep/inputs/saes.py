@@ -77,8 +77,9 @@ def shape_mismatch(path: Path) -> str | None:
 
 
 def load_local_sae(cfg: DictConfig, layer: int, device: torch.device) -> SAE:
-    """An SAE in SAE-Lens' on-disk format at `sae.path` (default: a tiny model's SAE)."""
-    path = local_sae_path(cfg)
+    """An SAE in SAE-Lens' on-disk format at `sae.path` (default: the tiny build's SAE of that
+    family at `layer`)."""
+    path = local_sae_path(cfg, layer)
     if path is None:
         raise QfeatError("sae.name=local needs sae.path (an SAE-Lens directory)")
     if not path.is_dir():

@@ -1,15 +1,19 @@
 """Build the `tiny` model reproducibly: `python -m sweep.tiny.build [--out DIR] [--quick]`.
 
-Stages: texts -> tokenizer -> LM -> activations -> one SAE per family -> quality -> manifest.
-Writes OUT/lm (HF model + tokenizer), OUT/sae/<family> (SAE-Lens format; relu, jumprelu,
-topk), OUT/heldout.txt (the measured text), OUT/heldout_tokens.safetensors (the token rows the
-quality figures are measured on) and OUT/manifest.json.
-`--quick` shrinks every stage (smoke test; quality is not meaningful).
+Stages: texts -> tokenizer -> LM -> activations (every layer, one LM pass) -> one SAE per
+(family, layer) -> quality -> manifest. Writes OUT/lm (HF model + tokenizer),
+OUT/sae/<family>/layer<L> (SAE-Lens format, hook blocks.<L>.hook_resid_post; JumpReLU and TopK
+after every block, ReLU after block 2, see `SAE_PLAN`), OUT/heldout.txt (the measured text),
+OUT/heldout_tokens.safetensors (the token rows the quality figures are measured on) and
+OUT/manifest.json. `--quick` shrinks every stage (smoke test; quality is not meaningful).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
 import json
 import logging
 import platform
@@ -17,6 +21,7 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +31,11 @@ import torch
 from sae_lens import SAE
 from transformers import AutoModelForCausalLM
 
+from sweep.base.paths import TINY_MANIFEST, tiny_sae_dir, tiny_sae_relpath
 from sweep.tiny import ASSET_DIR, quality
 from sweep.tiny import tokenizer as tok_lib
 from sweep.tiny.heldout import measured_tokens
-from sweep.tiny.resume import MANIFEST, Prior, file_digests
+from sweep.tiny.resume import Prior, file_digests, sae_key, sae_stage
 from sweep.tiny.texts import gather, join
 from sweep.tiny.train_lm import LMSettings, train_lm
 from sweep.tiny.train_sae import FAMILIES, TL_KWARGS, SAESettings, hook_name, save_sae, train_sae
@@ -42,25 +48,81 @@ STDLIB_HELDOUT_FRAC = 0.1  # of the stdlib files, by path hash
 PYDOC_REPEATS = 3  # prose's weight beside the code in the LM's and SAEs' training text
 SPLIT_SEED = 0
 N_THREADS = 2
+# Families trained at each layer: JumpReLU (qfeat's default) and TopK after every block, ReLU
+# after block 2 only (at every layer it would take the build from nothing past 100 minutes).
+SAE_PLAN: dict[str, tuple[int, ...]] = {
+    "relu": (2,),
+    "jumprelu": (0, 1, 2, 3),
+    "topk": (0, 1, 2, 3),
+}
 
 
 @dataclass
 class BuildSettings:
-    """Every knob of a build: the LM, one SAE per family, how much text each stage reads."""
+    """Every knob of a build: the LM, one SAE per (family, layer), how much text each reads."""
 
     lm: LMSettings
-    saes: dict[str, SAESettings]
+    saes: list[SAESettings]
     sae_train_tokens: int = 2_000_000
     quality_stdlib_chunks: int = 1600
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch; pin threads and ask torch for deterministic kernels."""
+    """Seed python, numpy and torch; pin threads and ask torch for deterministic kernels.
+
+    Deterministic mode also fills every new tensor with NaN by default (to expose kernels that
+    read uninitialised memory); no kernel here does, so that fill, a full extra write of every
+    output, is turned off: it changes no result."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(N_THREADS)
     torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
+@contextlib.contextmanager
+def heap_allocation() -> Iterator[None]:
+    """Serve large tensors from glibc's heap, keeping freed memory for reuse (glibc only).
+
+    An SAE step allocates dozens of [batch, d_sae] float tensors (32 MiB at 2048 x 4096), above
+    glibc's largest mmap threshold: each is a fresh mmap whose pages the kernel faults in and
+    zeroes on first touch, then unmaps. That costs about twice the elementwise op that writes
+    the tensor. With mmap off and no trimming, freed blocks are reused, already mapped. Results
+    are unchanged (torch aligns every allocation to 64 bytes either way); settings restored on
+    exit."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name and platform.system() == "Linux" else None
+    mallopt = getattr(libc, "mallopt", None)
+    m_trim_threshold, m_mmap_max = -1, -4
+    if mallopt is not None:
+        mallopt(m_mmap_max, 0)
+        mallopt(m_trim_threshold, 2**30)
+    try:
+        yield
+    finally:
+        if mallopt is not None:
+            mallopt(m_mmap_max, 65536)  # glibc's defaults
+            mallopt(m_trim_threshold, 128 * 1024)
+
+
+def sae_settings(quick: bool) -> list[SAESettings]:
+    """One SAESettings per (family, layer) of `SAE_PLAN`, in training order (by layer)."""
+    out = []
+    for layer in sorted({layer for layers in SAE_PLAN.values() for layer in layers}):
+        for family in FAMILIES:
+            if layer not in SAE_PLAN[family]:
+                continue
+            if quick:
+                out.append(SAESettings(family=family, layer=layer, steps=10, batch_size=256))
+                continue
+            s = SAESettings(family=family, layer=layer)
+            if family == "jumprelu":
+                # Its quadratic L0 loss kills latents whose threshold outruns them: at lr 1e-3
+                # 19% of the layer-2 latents were dead on held-out text, at 4e-4 10.8%.
+                s.lr = 2e-4
+            out.append(s)
+    return out
 
 
 def settings_for(quick: bool) -> BuildSettings:
@@ -68,15 +130,11 @@ def settings_for(quick: bool) -> BuildSettings:
     if quick:
         return BuildSettings(
             lm=LMSettings(steps=4, batch_size=8, warmup_steps=1),
-            saes={f: SAESettings(family=f, steps=10, batch_size=256) for f in FAMILIES},
+            saes=sae_settings(quick=True),
             sae_train_tokens=20_000,
             quality_stdlib_chunks=8,
         )
-    saes = {f: SAESettings(family=f) for f in FAMILIES}
-    # Its quadratic L0 loss kills latents whose threshold outruns them: at lr 1e-3 19% of the
-    # latents were dead on held-out text, at 4e-4 10.8%.
-    saes["jumprelu"].lr = 2e-4
-    return BuildSettings(lm=LMSettings(), saes=saes)
+    return BuildSettings(lm=LMSettings(), saes=sae_settings(quick=False))
 
 
 def versions() -> dict[str, str]:
@@ -127,7 +185,22 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     """Write out/manifest.json with the sha256 of every file written so far (after each stage,
     so a killed build resumes from the stages it completed)."""
     manifest["files"] = file_digests(out)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (out / TINY_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def remove_stale_saes(out: Path, keep: list[str]) -> None:
+    """Delete files below out/sae that no SAE of this build writes (an earlier layout or plan),
+    so the manifest lists exactly the SAEs shipped; empty directories go too."""
+    root = out / "sae"
+    if not root.is_dir():
+        return
+    for p in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file() and not any(rel.startswith(f"{k}/") for k in keep):
+            log.info("  removing %s (not an SAE of this build)", rel)
+            p.unlink()
+        elif p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
 
 
 def build(out: Path, quick: bool = False) -> dict[str, Any]:
@@ -135,6 +208,11 @@ def build(out: Path, quick: bool = False) -> dict[str, Any]:
 
     Stages an earlier run into `out` completed with the same settings and inputs, and whose
     files are unchanged, are reused (`sweep.tiny.resume`); the manifest lists them."""
+    with heap_allocation():
+        return _build(out, quick)
+
+
+def _build(out: Path, quick: bool) -> dict[str, Any]:
     t0 = time.time()
     bs = settings_for(quick)
     lm_s = bs.lm
@@ -143,7 +221,7 @@ def build(out: Path, quick: bool = False) -> dict[str, Any]:
     seed_everything(lm_s.seed)
     out.mkdir(parents=True, exist_ok=True)
     lm_dir = out / "lm"
-    layer = next(iter(bs.saes.values())).layer
+    layers = sorted({s.layer for s in bs.saes})
 
     log.info("[1/6] texts: pydoc topics (by overlap group) + CPython stdlib (by path hash)")
     texts = gather(HELDOUT_FRAC, STDLIB_HELDOUT_FRAC, PYDOC_REPEATS, SPLIT_SEED)
@@ -164,8 +242,7 @@ def build(out: Path, quick: bool = False) -> dict[str, Any]:
         "name": "tiny",
         "quick": quick,
         "complete": False,
-        "hook_name": hook_name(layer),
-        "layer": layer,
+        "sae_layers": layers,
         "d_model": lm_s.d_model,
         "vocab_size": len(tokenizer),
         "bos_token_id": bos,
@@ -198,37 +275,46 @@ def build(out: Path, quick: bool = False) -> dict[str, Any]:
     manifest["stage_times_s"] = stages.times_s
     write_manifest(out, manifest)
 
-    log.info("[4/6] activations at %s (BOS excluded)", hook_name(layer))
+    log.info("[4/6] activations after blocks %s, one LM pass (BOS excluded)", layers)
     train_chunks = quality.chunk_stream(train_ids, lm_s.context_size, bos)
-    acts = quality.resid_activations(
-        model, sample_rows(train_chunks, bs.sae_train_tokens, lm_s.seed), layer
+    acts = quality.resid_activations_layers(
+        model, sample_rows(train_chunks, bs.sae_train_tokens, lm_s.seed), layers
     )
-    held_acts = quality.resid_activations(model, torch.cat([held_pydoc, held_stdlib]), layer)
-    manifest["corpus"]["sae_train_tokens"] = int(acts.shape[0])
+    held_acts = quality.resid_activations_layers(
+        model, torch.cat([held_pydoc, held_stdlib]), layers
+    )
+    manifest["corpus"]["sae_train_tokens"] = int(acts[layers[0]].shape[0])
     stages.done("activations")
 
-    log.info("[5/6] SAEs: %s at %d× d_model", ", ".join(bs.saes), bs.saes["relu"].expansion)
-    for family, sae_s in bs.saes.items():
-        stage = f"sae_{family}"
-        if "lm" in stages.reused and prior.sae_reusable(family, asdict(sae_s), manifest):
-            log.info("  %s: reusing %s", family, out / "sae" / family)
-            stages.done(stage, prior.stage_time(stage))
+    keys = [sae_key(s.family, s.layer) for s in bs.saes]
+    log.info("[5/6] SAEs at %d× d_model: %s", bs.saes[0].expansion, ", ".join(keys))
+    remove_stale_saes(out, [f"sae/{k}" for k in keys])
+    for key, sae_s in zip(keys, bs.saes, strict=True):
+        stage, path = sae_stage(key), tiny_sae_dir(sae_s.family, sae_s.layer, out)
+        reuse = "lm" in stages.reused and prior.sae_reusable(key, asdict(sae_s), manifest)
+        if reuse:
+            log.info("  %s: reusing %s", key, path)
         else:
+            log.info("  %s: training, %d steps of %d", key, sae_s.steps, sae_s.batch_size)
             seed_everything(sae_s.seed)
-            save_sae(train_sae(acts, sae_s, lm_s.context_size), out / "sae" / family)
-            stages.done(stage)
+            save_sae(train_sae(acts[sae_s.layer], sae_s, lm_s.context_size), path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SAE-Lens' advice on model_from_pretrained_kwargs
-            loaded = SAE.load_from_disk(str(out / "sae" / family))
-        manifest["saes"][family] = {
-            "path": f"sae/{family}",
+            loaded = SAE.load_from_disk(str(path))
+        manifest["saes"][key] = {
+            "family": sae_s.family,
+            "layer": sae_s.layer,
+            "hook_name": hook_name(sae_s.layer),
+            "path": tiny_sae_relpath(sae_s.family, sae_s.layer),
             "architecture": loaded.cfg.architecture(),
             "d_sae": loaded.cfg.d_sae,
             "settings": asdict(sae_s),
-            "heldout": quality.sae_metrics(loaded, held_acts),
+            "heldout": quality.sae_metrics(loaded, held_acts[sae_s.layer]),
         }
-        log.info("  %s: %s", family, manifest["saes"][family]["heldout"])
+        stages.done(stage, prior.stage_time(stage) if reuse else None)
+        log.info("  %s: %s (%.1f s)", key, manifest["saes"][key]["heldout"], stages.times_s[stage])
         write_manifest(out, manifest)
+    del acts
 
     log.info("[6/6] LM quality and properties on held-out text")
     metrics: dict[str, Any] = {

@@ -55,12 +55,29 @@ def resid_activations(
     model: Any, chunks: torch.Tensor, layer: int, batch_size: int = 32
 ) -> torch.Tensor:
     """Output of block `layer` (TL `blocks.{layer}.hook_resid_post`), BOS dropped: [N, d]."""
+    return resid_activations_layers(model, chunks, [layer], batch_size)[layer]
+
+
+@torch.no_grad()
+def resid_activations_layers(
+    model: Any, chunks: torch.Tensor, layers: list[int], batch_size: int = 32
+) -> dict[int, torch.Tensor]:
+    """`resid_activations` at several layers from one forward per batch: layer -> [N, d].
+
+    Written into tensors allocated once (no list of batches to concatenate), so gathering
+    every layer of a 2M-token sample peaks at the activations' own size."""
     model.eval()
-    out = []
+    n_tok = chunks.shape[0] * (chunks.shape[1] - 1)
+    out = {layer: torch.empty(n_tok, model.config.hidden_size) for layer in layers}
+    pos = 0
     for i in range(0, chunks.shape[0], batch_size):
-        hs = model(input_ids=chunks[i : i + batch_size], output_hidden_states=True).hidden_states
-        out.append(hs[layer + 1][:, 1:].reshape(-1, hs[layer + 1].shape[-1]).float())
-    return torch.cat(out)
+        batch = chunks[i : i + batch_size]
+        hs = model(input_ids=batch, output_hidden_states=True).hidden_states
+        n = batch.shape[0] * (batch.shape[1] - 1)
+        for layer in layers:
+            out[layer][pos : pos + n] = hs[layer + 1][:, 1:].reshape(n, -1)
+        pos += n
+    return out
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Train the `tiny` residual-stream SAEs with SAE-Lens' own trainer, one per family people use.
+"""Train the `tiny` residual-stream SAEs with SAE-Lens' own trainer: the families people use,
+at the residual stream after a block (`SAESettings.layer`; the build trains every layer).
 
 Families (SAE-Lens training classes, saved in SAE-Lens' inference format):
 - `relu`: `StandardTrainingSAE`, ReLU + L1 weighted by decoder norm (like Pythia-70M `res-sm`);
@@ -202,7 +203,18 @@ def init_thresholds(sae: JumpReLUTrainingSAE, sample: torch.Tensor) -> None:
     every latent alive, instead of a burst of the L0 loss killing the latents it starts with."""
     pre = (sample - sae.b_dec) @ sae.W_enc + sae.b_enc
     quantile = 1.0 - float(sae.cfg.target_l0) / sae.cfg.d_sae
-    sae.threshold.copy_(pre.quantile(quantile, dim=0).clamp_min(0.0))
+    sae.threshold.copy_(column_quantile(pre, quantile).clamp_min(0.0))
+
+
+def column_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    """`x.quantile(q, dim=0)` (linear interpolation) bit for bit, for x without NaN: the two
+    order statistics it interpolates come from `kthvalue` (selection) instead of a sort of
+    every column, 3-4x faster on the 8192 x 4096 pre-activations of `init_thresholds`."""
+    rank = torch.tensor(q, dtype=x.dtype) * (x.shape[0] - 1)  # in x's dtype, as torch does
+    lo, hi = int(rank.floor()), int(rank.ceil())
+    below = x.kthvalue(lo + 1, dim=0).values
+    above = x.kthvalue(hi + 1, dim=0).values if hi > lo else below
+    return below.lerp(above, rank - lo)
 
 
 def save_sae(sae: TrainingSAE, path: Path) -> None:

@@ -12,21 +12,33 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweep.base.paths import TINY_SAES
+from sweep.base.paths import TINY_SAES, tiny_sae_dir, tiny_sae_layers
 from sweep.tiny import ASSET_DIR, corpus, quality, stdlib
 from sweep.tiny import tokenizer as tok_lib
+from sweep.tiny.build import settings_for
 from sweep.tiny.heldout import MeasuredTokens, measured_tokens
-from sweep.tiny.resume import Prior, file_digests
+from sweep.tiny.resume import Prior, file_digests, sae_key, sae_stage
 from sweep.tiny.texts import gather, join
-from sweep.tiny.train_sae import FAMILIES
+from sweep.tiny.train_sae import FAMILIES, column_quantile
 
 REPO = Path(__file__).resolve().parents[2]
 TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
 ARCHITECTURES = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}
+EVERY_LAYER = ("jumprelu", "topk")  # families trained after every block (relu: block 2 only)
+
+
+def _planned(quick: bool) -> list[tuple[str, int]]:
+    """The (family, layer) pairs a build trains, sorted."""
+    return sorted((s.family, s.layer) for s in settings_for(quick).saes)
+
+
+def _built(root: Path) -> list[tuple[str, int]]:
+    """The (family, layer) pairs the build in `root` recorded in its manifest, sorted."""
+    return sorted((f, layer) for f in FAMILIES for layer in tiny_sae_layers(f, root))
 
 
 def _load(out: Path) -> tuple:
-    """Load LM, tokenizer, the SAEs by family and the manifest from a build directory."""
+    """Load LM, tokenizer, the SAEs by (family, layer) and the manifest from a build directory."""
     from sae_lens import SAE
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -34,20 +46,26 @@ def _load(out: Path) -> tuple:
     tokenizer = AutoTokenizer.from_pretrained(out / "lm")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        saes = {f: SAE.load_from_disk(str(out / "sae" / f)) for f in FAMILIES}
+        saes = {fl: SAE.load_from_disk(str(tiny_sae_dir(*fl, root=out))) for fl in _built(out)}
     manifest = json.loads((out / "manifest.json").read_text())
     return model, tokenizer, saes, manifest
 
 
 def _check_consistent(model, tokenizer, saes: dict, manifest: dict) -> None:
-    """Hook name, layer, widths and families of the SAEs agree with the LM and each other."""
-    layer = manifest["layer"]
-    assert 0 < layer < model.config.num_hidden_layers - 1
-    assert set(saes) == set(FAMILIES) == set(manifest["saes"]) == set(TINY_SAES.values())
-    for family, sae in saes.items():
-        assert sae.cfg.architecture() == ARCHITECTURES[family]
+    """Hook names, layers, widths and families of the SAEs agree with the LM, the manifest and
+    each other: JumpReLU and TopK after every block, every family after block 2."""
+    n_layers = model.config.num_hidden_layers
+    assert {f for f, _ in saes} == set(FAMILIES) == set(TINY_SAES.values())
+    for family in FAMILIES:
+        layers = {layer for f, layer in saes if f == family}
+        assert layers == (set(range(n_layers)) if family in EVERY_LAYER else {2}), family
+    assert manifest["sae_layers"] == list(range(n_layers))
+    for (family, layer), sae in saes.items():
+        record = manifest["saes"][sae_key(family, layer)]
+        assert (record["family"], record["layer"]) == (family, layer)
+        assert sae.cfg.architecture() == ARCHITECTURES[family] == record["architecture"]
         assert sae.cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_post"
-        assert sae.cfg.metadata.hook_name == manifest["hook_name"]
+        assert sae.cfg.metadata.hook_name == record["hook_name"]
         assert sae.cfg.d_in == model.config.hidden_size == manifest["d_model"]
         assert sae.cfg.metadata.model_name == "tiny"
         assert sae.cfg.metadata.prepend_bos is True
@@ -92,20 +110,45 @@ def test_quick_build_outputs_load(quick_builds: tuple[Path, Path]) -> None:
         assert len(digest) == 64
 
 
+def test_quick_build_writes_every_family_and_layer(quick_builds: tuple[Path, Path]) -> None:
+    """The quick build trains every planned (family, layer) SAE into sae/<family>/layer<L>/,
+    each with a held-out record and a stage time, and writes nothing else under sae/."""
+    out = quick_builds[0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    planned = _planned(quick=True)
+    assert _built(out) == planned == _planned(quick=False)
+    assert len(planned) == 2 * manifest["lm_settings"]["n_layers"] + 1
+    for family, layer in planned:
+        path = tiny_sae_dir(family, layer, out)
+        assert path == out / "sae" / family / f"layer{layer}"
+        assert sorted(p.name for p in path.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
+        key = sae_key(family, layer)
+        assert manifest["saes"][key]["path"] == f"sae/{family}/layer{layer}"
+        assert set(manifest["saes"][key]["heldout"]) >= {"explained_variance", "mean_l0"}
+        assert sae_stage(key) in manifest["stage_times_s"]
+    files = {p.relative_to(out).as_posix() for p in (out / "sae").rglob("*") if p.is_file()}
+    assert files == {
+        f"sae/{sae_key(*fl)}/{n}" for fl in planned for n in ("cfg.json", "sae_weights.safetensors")
+    }
+
+
 def test_rebuild_is_byte_identical(quick_builds: tuple[Path, Path]) -> None:
     """Two builds from nothing write the same bytes: LM, tokenizer, SAEs and held-out text."""
     a, b = (json.loads((d / "manifest.json").read_text())["files"] for d in quick_builds)
-    assert a == b and any(k.startswith("sae/topk/") for k in a)
+    assert a == b and any(k.startswith("sae/topk/layer3/") for k in a)
 
 
 def test_rebuild_resumes_from_completed_stages(quick_builds: tuple[Path, Path]) -> None:
     """A rerun reuses every stage whose settings and files are unchanged and retrains the rest:
-    a damaged SAE is retrained alone, to the same bytes."""
+    a damaged SAE is retrained alone, to the same bytes; a stray file under sae/ is removed."""
     out = quick_builds[1]
     before = json.loads((out / "manifest.json").read_text())
-    (out / "sae" / "topk" / "sae_weights.safetensors").write_bytes(b"damaged")
+    (tiny_sae_dir("topk", 1, out) / "sae_weights.safetensors").write_bytes(b"damaged")
+    (out / "sae" / "topk" / "cfg.json").write_text("{}")  # the single-layer layout's place
     after = _quick_build(out)
-    assert after["reused_stages"] == ["lm", "sae_relu", "sae_jumprelu"]
+    damaged = sae_stage(sae_key("topk", 1))
+    sae_stages = [sae_stage(sae_key(s.family, s.layer)) for s in settings_for(True).saes]
+    assert after["reused_stages"] == ["lm"] + [st for st in sae_stages if st != damaged]
     assert after["files"] == before["files"]
     assert after["stage_times_s"]["lm"] == before["stage_times_s"]["lm"]
 
@@ -124,11 +167,19 @@ def test_committed_artefacts_consistent(committed: tuple) -> None:
     assert all(sae.cfg.d_sae >= 32 * sae.cfg.d_in for sae in committed[2].values())
 
 
+def test_committed_sae_paths_and_layers() -> None:
+    """`tiny_sae_dir` names sae/<family>/layer<L> below a root (default: the shipped assets);
+    the manifest lists every planned pair, and none without a manifest."""
+    assert tiny_sae_dir("jumprelu", 2) == ASSET_DIR / "sae" / "jumprelu" / "layer2"
+    assert _built(ASSET_DIR) == _planned(quick=False)
+    assert tiny_sae_layers("jumprelu", ASSET_DIR / "nowhere") == []
+
+
 @torch.no_grad()
-def test_hidden_state_is_block_output(committed: tuple) -> None:
+@pytest.mark.parametrize("layer", range(4))
+def test_hidden_state_is_block_output(committed: tuple, layer: int) -> None:
     """HF hidden_states[L + 1] is block L's output (TL blocks.L.hook_resid_post, unprocessed)."""
-    model, _, _, manifest = committed
-    layer = manifest["layer"]
+    model = committed[0]
     captured = []
     handle = model.gpt_neox.layers[layer].register_forward_hook(
         lambda _m, _i, o: captured.append(o[0] if isinstance(o, tuple) else o)
@@ -194,19 +245,24 @@ def test_committed_lm_quality_recomputed(committed: tuple, measured: MeasuredTok
 
 
 def test_committed_saes_meet_the_bar(committed: tuple, heldout_chunks: tuple) -> None:
-    """Each family on held-out text: EV ≥ 0.85, L0 in [8, 64], < 10% dead; L0s within 20%."""
+    """Each SAE on held-out text, recomputed: the figures equal the manifest's and meet the bar
+    (EV >= 0.85, L0 in [8, 64], < 10% dead); at each layer the families' L0s are within 20%."""
     model, _, saes, manifest = committed
-    acts = quality.resid_activations(model, torch.cat(heldout_chunks), manifest["layer"])
-    figures = {f: quality.sae_metrics(sae, acts) for f, sae in saes.items()}
-    for family, m in figures.items():
-        assert m["explained_variance"] >= 0.85, (family, m)
-        assert 8 <= m["mean_l0"] <= 64, (family, m)
-        assert m["dead_fraction"] < 0.10, (family, m)
-        recorded = manifest["saes"][family]["heldout"]
+    layers = sorted({layer for _, layer in saes})
+    acts = quality.resid_activations_layers(model, torch.cat(heldout_chunks), layers)
+    figures = {
+        (f, layer): quality.sae_metrics(sae, acts[layer]) for (f, layer), sae in saes.items()
+    }
+    for (family, layer), m in figures.items():
+        assert m["explained_variance"] >= 0.85, (family, layer, m)
+        assert 8 <= m["mean_l0"] <= 64, (family, layer, m)
+        assert m["dead_fraction"] < 0.10, (family, layer, m)
+        recorded = manifest["saes"][sae_key(family, layer)]["heldout"]
         for key in ("explained_variance", "mean_l0", "dead_fraction"):
-            assert m[key] == pytest.approx(recorded[key], rel=1e-4, abs=1e-6), (family, key)
-    l0 = [m["mean_l0"] for m in figures.values()]
-    assert max(l0) <= 1.2 * min(l0), l0  # matched sparsity: within 20% of one another
+            assert m[key] == pytest.approx(recorded[key], rel=1e-4, abs=1e-6), (family, layer, key)
+    for layer in layers:
+        l0 = [m["mean_l0"] for (_, lay), m in figures.items() if lay == layer]
+        assert len(l0) >= 2 and max(l0) <= 1.2 * min(l0), (layer, l0)  # matched sparsity
 
 
 def test_pydoc_split_has_no_shared_lines() -> None:
@@ -248,16 +304,31 @@ def test_stdlib_split_depends_on_path_only(tmp_path: Path) -> None:
 def test_an_sae_is_reused_only_on_the_same_training_activations(tmp_path: Path) -> None:
     """Same settings and intact files are not enough: an SAE trained on another number of
     activation tokens (`sae_train_tokens`) is retrained."""
-    (tmp_path / "sae" / "relu").mkdir(parents=True)
-    (tmp_path / "sae" / "relu" / "w").write_bytes(b"weights")
+    key, settings = sae_key("relu", 1), {"family": "relu", "layer": 1, "lr": 1.0}
+    tiny_sae_dir("relu", 1, tmp_path).mkdir(parents=True)
+    (tiny_sae_dir("relu", 1, tmp_path) / "w").write_bytes(b"weights")
     record = {
         "corpus": {"sae_train_tokens": 1000},
-        "saes": {"relu": {"settings": {"lr": 1.0}}},
-        "stage_times_s": {"sae_relu": 1.0},
+        "saes": {key: {"path": "sae/relu/layer1", "settings": settings}},
+        "stage_times_s": {sae_stage(key): 1.0},
         "files": file_digests(tmp_path),
     }
     (tmp_path / "manifest.json").write_text(json.dumps(record))
     prior = Prior(tmp_path)
-    assert prior.sae_reusable("relu", {"lr": 1.0}, {"corpus": {"sae_train_tokens": 1000}})
-    assert not prior.sae_reusable("relu", {"lr": 1.0}, {"corpus": {"sae_train_tokens": 2000}})
-    assert not prior.sae_reusable("relu", {"lr": 2.0}, {"corpus": {"sae_train_tokens": 1000}})
+    same, other = {"corpus": {"sae_train_tokens": 1000}}, {"corpus": {"sae_train_tokens": 2000}}
+    assert prior.sae_reusable(key, settings, same)
+    assert not prior.sae_reusable(key, settings, other)
+    assert not prior.sae_reusable(key, {**settings, "lr": 2.0}, same)
+    assert not prior.sae_reusable(sae_key("relu", 2), {**settings, "layer": 2}, same)
+
+
+@pytest.mark.parametrize("n", [1, 2, 513, 8192])
+def test_column_quantile_is_torch_quantile(n: int) -> None:
+    """JumpReLU's initial thresholds: `column_quantile` equals `torch.quantile` bit for bit
+    (ties, repeated columns, the build's quantile and others)."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 64, generator=g) * 3 + 0.5
+    x[: n // 4] = x[n // 4 : 2 * (n // 4)]  # ties
+    x[:, 1] = 0.25
+    for q in (1.0 - 40 / 4096, 0.0, 0.5, 0.9, 1.0):
+        assert torch.equal(column_quantile(x, q), x.quantile(q, dim=0)), (n, q)

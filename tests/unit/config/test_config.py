@@ -13,7 +13,7 @@ from sae_lens import StandardSAE, StandardSAEConfig
 
 import sweep.job.compress
 import sweep.job.stages
-from conftest import ROOT, SMALL, compose_config
+from conftest import ROOT, SMALL, compose_config, default_sae_dir
 from sweep.base.errors import QfeatError
 from sweep.config.compose import CONF_DIR
 from sweep.config.schema import register_configs
@@ -141,9 +141,17 @@ def test_sae_that_does_not_fit_the_model_is_refused(tiny) -> None:
         check_sae_fits(sae(7, tiny.hook), tiny.model)
 
 
-def test_sae_layer_must_match_config(small_cfg) -> None:
-    small_cfg.sae.layer = small_cfg.sae.layer + 1
-    with pytest.raises(QfeatError, match="exists for layer 2 only; layer 3 asked for"):
+def test_tiny_sae_layer_the_build_lacks_is_refused_before_work(small_cfg) -> None:
+    small_cfg.sae.layers = [2, 7]
+    with pytest.raises(QfeatError, match=r"has no layer 7; the embedded build has it at layers"):
+        validate(small_cfg)
+
+
+def test_local_sae_layer_must_match_its_hook(small_cfg) -> None:
+    small_cfg.sae.name = "local"
+    small_cfg.sae.path = str(default_sae_dir())
+    small_cfg.sae.layer = 1
+    with pytest.raises(QfeatError, match="exists for layer 2 only; layer 1 asked for"):
         run(small_cfg)
 
 
