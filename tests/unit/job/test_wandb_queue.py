@@ -10,6 +10,7 @@ import sys
 import pytest
 import wandb
 from synthetic import features_frame, write_job
+from wandb.util import json_friendly
 
 from conftest import SMALL, compose_config
 from sweep.job import tracking, wandb_queue
@@ -39,15 +40,18 @@ def offline(tmp_path, monkeypatch):
     return cfg, plan
 
 
-def test_the_table_is_the_one_wandb_builds_from_the_frame() -> None:
-    """Same columns, column types, cell values and cell types (wandb's own == fails on NaN)."""
+def test_the_table_logs_what_wandb_builds_from_the_frame() -> None:
+    """Same columns and column types, and every cell serializes as wandb serializes the cell
+    of wandb.Table(dataframe=frame): same JSON value and type (wandb's own == fails on NaN)."""
     frame = features_frame([0.99, 0.5, float("nan"), 0.1])
     fast, wandbs = tracking.features_table(frame), wandb.Table(dataframe=frame)
     assert fast.columns == wandbs.columns and fast._column_types == wandbs._column_types
     assert len(fast.data) == len(wandbs.data) == len(frame)
     for mine, theirs in zip(fast.data, wandbs.data, strict=True):
-        assert [type(v) for v in mine] == [type(v) for v in theirs]
-        assert all(a == b or (a != a and b != b) for a, b in zip(mine, theirs, strict=True))
+        logged = [json_friendly(v)[0] for v in mine]
+        expected = [json_friendly(v)[0] for v in theirs]
+        assert [type(v) for v in logged] == [type(v) for v in expected]
+        assert all(a == b or (a != a and b != b) for a, b in zip(logged, expected, strict=True))
 
 
 def test_a_writer_logs_each_queued_run_once(offline, tmp_path) -> None:
