@@ -49,6 +49,8 @@ class _Triaging:
     config: Any
     hydra_context: Any
     job_configs: JobConfigs | None = None  # the sweeper's, holding the configs it composed
+    jobs_run_here = False  # True: jobs run in this process, wandb's writer waits for them
+    start_wandb_writer: Callable[[], None] = staticmethod(lambda: None)
 
     def __getstate__(self) -> dict:
         """Each submitted job gets the launcher pickled: not the launch's composed configs."""
@@ -67,7 +69,7 @@ class _Triaging:
         if any(job.submit for job in triaged):
             from sweep.job.wandb_queue import serve_launch
 
-            serve_launch(self.config)
+            self.start_wandb_writer = serve_launch(self.config, defer=self.jobs_run_here)
         return triaged
 
     @staticmethod
@@ -94,7 +96,9 @@ class _Triaging:
 
 class QfeatBasicLauncher(_Triaging, BasicLauncher):
     """hydra/launcher=qfeat_basic (the default): the jobs left to run, one after another, in this
-    process."""
+    process; their wandb runs are written after the last."""
+
+    jobs_run_here = True
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -106,19 +110,22 @@ class QfeatBasicLauncher(_Triaging, BasicLauncher):
             [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         )
         returns = {}
-        for job in (j for j in triaged if j.submit):
-            log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job.overrides)
-            with open_dict(cfg):
-                cfg.hydra.job.id = cfg.hydra.job.num = job.num
-            returns[job.num] = run_job(
-                hydra_context=self.hydra_context,
-                task_function=self.task_function,
-                config=cfg,
-                job_dir_key="hydra.sweep.dir",
-                job_subdir_key="hydra.sweep.subdir",
-            )
-            configure_log(hydra_logging, verbose)
+        try:
+            for job in (j for j in triaged if j.submit):
+                log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job.overrides)
+                with open_dict(cfg):
+                    cfg.hydra.job.id = cfg.hydra.job.num = job.num
+                returns[job.num] = run_job(
+                    hydra_context=self.hydra_context,
+                    task_function=self.task_function,
+                    config=cfg,
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
+                configure_log(hydra_logging, verbose)
+        finally:
+            self.start_wandb_writer()
         return self._close(triaged, returns)
 
 

@@ -71,7 +71,13 @@ def _init(req: dict, mode: str):
         **req["init"],
         resume="allow",
         mode=mode,
-        settings=wandb.Settings(silent=True, console="off", init_timeout=req["init_timeout_s"]),
+        # No system metrics: they would sample the process that logs the run, not the job.
+        settings=wandb.Settings(
+            silent=True,
+            console="off",
+            init_timeout=req["init_timeout_s"],
+            x_disable_stats=True,
+        ),
     )
 
 

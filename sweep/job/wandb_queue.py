@@ -2,9 +2,11 @@
 queue and goes on; one writer process per launch makes each job's run from its request and
 files (one run per job, as before), at the lowest CPU priority.
 
-A launch with jobs to run starts its writer before the first (hydra_plugins/qfeat_launcher)
-and lists the queue in $QFEAT_WANDB_WRITERS, which its jobs inherit (in-process, local
-processes, SLURM tasks: the writer reads the queue on the shared filesystem). A job run outside
+A launch with jobs to run lists the queue in $QFEAT_WANDB_WRITERS, which its jobs inherit, and
+starts its writer (hydra_plugins/qfeat_launcher): a submitit launch before the first job (local
+processes, SLURM tasks: the writer reads the queue on the shared filesystem), the default
+in-process launch after the last (on the machine that runs the jobs any concurrent work slows
+them). A job run outside
 a launch starts a writer for its own process. A writer ends when the process it serves has ended
 and the queue is empty, so it outlives the launch by the time the last runs take. Requests are
 claimed by renaming them: two writers never log one run.
@@ -17,12 +19,14 @@ python -m sweep.job.wandb_queue QUEUE PID   drain QUEUE until process PID has en
 """
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -62,18 +66,29 @@ def start_writer(queue: Path, until_pid: int) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # not killed with the launch's terminal or process group
         )
-    os.environ[SERVED] = os.pathsep.join([*_served(), str(queue)])
+    if str(queue) not in _served():
+        os.environ[SERVED] = os.pathsep.join([*_served(), str(queue)])
 
 
-def serve_launch(cfg: DictConfig) -> None:
-    """Start the writer for the jobs a launch is about to run (they inherit $QFEAT_WANDB_WRITERS
-    and queue their runs for it), unless wandb is off or logged in the jobs."""
+def serve_launch(cfg: DictConfig, defer: bool = False) -> Callable[[], None]:
+    """Serve the queue of the jobs a launch is about to run (they inherit $QFEAT_WANDB_WRITERS
+    and queue their runs for it), unless wandb is off or logged in the jobs. Returns what starts
+    the writer: called here, or by the launch after its last job with `defer` (jobs running in
+    this process: any concurrent work slows a small model's many short parallel ops, even at
+    the lowest priority). A no-op when nothing is served."""
     try:
         mode = wandb_mode(cfg)
     except QfeatError:
-        return  # each job reports it, as its one line
-    if mode != "disabled" and cfg.wandb.background and str(queue_of(cfg)) not in _served():
-        start_writer(queue_of(cfg), os.getpid())
+        return lambda: None  # each job reports it, as its one line
+    queue = queue_of(cfg)
+    if mode == "disabled" or not cfg.wandb.background or str(queue) in _served():
+        return lambda: None
+    os.environ[SERVED] = os.pathsep.join([*_served(), str(queue)])
+    start = functools.partial(start_writer, queue, os.getpid())
+    if not defer:
+        start()
+        return lambda: None
+    return start
 
 
 def hand_off(cfg: DictConfig, key: str, out: Path, error: str | None = None) -> None:

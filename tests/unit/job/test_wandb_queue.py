@@ -84,6 +84,24 @@ def test_hand_off_queues_and_starts_one_writer_per_queue(offline, monkeypatch) -
     assert len(started) == 1
 
 
+def test_a_launch_running_its_jobs_here_starts_the_writer_after_them(offline, monkeypatch) -> None:
+    """qfeat_basic defers the writer: the queue is served (jobs start none of their own) but
+    the writer starts only when the launch calls what serve_launch returned; submitit launches
+    start it at once."""
+    cfg, plan = offline
+    started = []
+    monkeypatch.setattr(wandb_queue, "start_writer", lambda q, pid: started.append((q, pid)))
+    queue = wandb_queue.queue_of(cfg)
+    start = wandb_queue.serve_launch(cfg, defer=True)
+    wandb_queue.hand_off(cfg, plan.key, plan.out)
+    assert started == [] and str(queue) in os.environ[wandb_queue.SERVED]
+    start()
+    assert started == [(queue, os.getpid())]
+    monkeypatch.delenv(wandb_queue.SERVED)
+    wandb_queue.serve_launch(cfg)()  # started at once; what it returns starts nothing more
+    assert started == [(queue, os.getpid())] * 2
+
+
 def test_wandb_off_or_in_the_job_queues_nothing(offline, monkeypatch) -> None:
     cfg, plan = offline
     logged = []
