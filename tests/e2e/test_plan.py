@@ -1,0 +1,119 @@
+"""qfeat-plan end to end on the embedded model: the verified plan equals a direct
+compression=mixed job with the same per-module bits, a rerun runs no job, launch.py takes the
+plan file, its export reproduces the planned weights and audits to the verified r, and an
+unreachable target is one line, exit 2."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM
+
+from conftest import FAST, compose_config, default_sae_dir, launch
+from sweep.base.paths import TINY_ASSETS
+from sweep.cli.audit import main as audit_main
+from sweep.cli.export import main as export_main
+from sweep.cli.plan import main as plan_main
+from sweep.compressors.rtn import rtn
+from sweep.job.keys import plan_job
+from sweep.job.run import run
+from sweep.results.files import FEATURES_FILE
+
+JOB = [*FAST, "survival.bootstrap.n_boot=0"]
+PLAN = ["targets=[mlp]", "blocks=[1,2]", "bits=[2,3,8]", "min_survived=0.97"]
+KIND_MODULES = {"mlp_in": "mlp.dense_h_to_4h", "mlp_out": "mlp.dense_4h_to_h"}
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("plan")
+    assert plan_main([str(out), *PLAN, *JOB]) == 0
+    return out
+
+
+def plan_doc(out: Path) -> dict:
+    return json.loads((out / "plan.json").read_text())
+
+
+def active_r(features: Path) -> pd.Series:
+    frame = pd.read_parquet(features)
+    return frame[frame["active"]].set_index(["sae", "feature"])["r"]
+
+
+def planned_bits(out: Path) -> dict[str, int]:
+    """Module name -> planned width, from plan.json's parts."""
+    return {
+        f"gpt_neox.layers.{p['block']}.{KIND_MODULES[p['kind']]}": p["bits"]
+        for p in plan_doc(out)["parts"]
+    }
+
+
+def test_the_verified_plan_equals_a_direct_mixed_job(planned: Path, tmp_path: Path) -> None:
+    doc = plan_doc(planned)
+    assert doc["plan"]["meets_target"] and doc["plan"]["pct_survived"] >= 97.0
+    parts = yaml.safe_load((planned / "compression" / "plan.yaml").read_text())["parts"]
+    text = ",".join(
+        f"{{targets:{p['targets']},blocks:{p['blocks']},bits:{p['bits']}}}".replace("'", "")
+        for p in parts
+    )
+    cfg = compose_config([*JOB, "compression=mixed", f"compression.parts=[{text}]",
+                          f"out_root={tmp_path}"])  # fmt: skip
+    summary = run(cfg).summary
+    direct = active_r(plan_job(cfg).out / FEATURES_FILE)
+    verified = active_r(planned / "verified" / FEATURES_FILE)
+    assert direct.index.equals(verified.index)
+    assert (direct - verified).abs().max() <= 1e-12
+    assert 100 * summary.metrics.frac_survived == pytest.approx(doc["plan"]["pct_survived"])
+    # bits per weight over the selected matrices, by hand from the parts' sizes
+    sizes = {(p["block"], p["kind"]): p["n_weights"] for p in doc["parts"]}
+    by_hand = sum(p["bits"] * sizes[p["block"], p["kind"]] for p in doc["parts"])
+    assert doc["plan"]["bits_per_weight"] == pytest.approx(by_hand / sum(sizes.values()))
+
+
+def test_a_rerun_answers_every_job_from_its_files(planned: Path, capsys) -> None:
+    before = plan_doc(planned)
+    capsys.readouterr()
+    assert plan_main([str(planned), *PLAN, *JOB]) == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert progress and all("(cached," in line for line in progress)
+    assert plan_doc(planned)["plan"] == before["plan"]
+
+
+def test_launch_takes_the_plan_file_and_finds_the_verified_job(planned: Path) -> None:
+    proc = launch("--config-dir", str(planned), "compression=plan", f"out_root={planned}",
+                  "sweep_name=plan", *JOB)  # fmt: skip
+    key = plan_doc(planned)["plan"]["job_key"]
+    assert f"skipped: complete result for key {key}" in proc.stdout + proc.stderr
+
+
+def test_export_reproduces_the_planned_weights_and_audits_to_the_verified_r(
+    planned: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    assert export_main([str(ckpt), "--config-dir", str(planned), "compression=plan", *JOB]) == 0
+    fp = AutoModelForCausalLM.from_pretrained(TINY_ASSETS / "lm").state_dict()
+    exported = AutoModelForCausalLM.from_pretrained(ckpt).state_dict()
+    bits = planned_bits(planned)
+    for key, value in exported.items():
+        name = key.removesuffix(".weight")
+        expected = rtn(fp[key], bits[name]) if name in bits and key.endswith(".weight") else fp[key]
+        assert torch.equal(value, expected), key
+    audit_out = tmp_path / "audit"
+    fields = [f"base={TINY_ASSETS / 'lm'}", f"candidate={ckpt}", f"sae={default_sae_dir()}"]
+    assert audit_main([*fields, *JOB, f"out_root={audit_out}"]) == 0
+    (features,) = (audit_out / "audit" / "jobs").glob(f"*/{FEATURES_FILE}")
+    audited, verified = active_r(features), active_r(planned / "verified" / FEATURES_FILE)
+    assert audited.index.equals(verified.index)
+    assert (audited - verified).abs().max() <= 1e-12
+
+
+def test_an_unreachable_target_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    args = ["targets=[mlp_out]", "blocks=[1]", "bits=[2,3]", "max_delta_ppl=-1"]
+    assert plan_main([str(tmp_path), *args, *JOB]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert re.match(r"qfeat plan: error: the target is out of reach of bits=\[2, 3\]", err)
