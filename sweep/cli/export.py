@@ -7,7 +7,9 @@ bits=3, model=…); `--config-dir DIR` adds a config directory as launch.py's do
 OUT: `qfeat-export CKPT --config-dir OUT compression=plan`). The model is compressed by the
 job's own stages (same tokens, same calibration slice) and saved with save_pretrained beside
 its tokenizer, so `qfeat-audit candidate=OUT_DIR` loads it as transformers does and measures
-what the sweep measured. With compression=gguf, an OUT ending in .gguf is the GGUF file
+what the sweep measured. A mixed config of per-channel symmetric RTN (a qfeat-plan's) is saved
+in compressed-tensors' pack-quantized format with qfeat's own scales (exact:
+sweep/compressors/ct_format.py). With compression=gguf, an OUT ending in .gguf is the GGUF file
 llama.cpp wrote (what llama.cpp and the apps built on it load; `qfeat-audit
 candidate=OUT.gguf`).
 """
@@ -20,8 +22,9 @@ from pathlib import Path
 
 from sweep.base.atomic import check_writable
 from sweep.base.errors import QfeatError
+from sweep.compressors.ct_format import exact_in_format, rtn_scales, save_rtn_compressed
 from sweep.config.compose import compose_config, search_path
-from sweep.config.compression import GGUFConfig
+from sweep.config.compression import GGUFConfig, MixedConfig
 from sweep.config.validate import validate
 from sweep.inputs.models import load_hf_model, resolve_device
 from sweep.job.compress import build_variants
@@ -41,9 +44,14 @@ def export(out: Path, overrides: list[str], config_dirs: list[Path] | None = Non
     model = load_hf_model(cfg.model, resolve_device(cfg.runtime.device), cfg.runtime.half_on_cpu)
     if isinstance(method, GGUFConfig):
         method = replace(method, deployed=False)  # nothing is measured here
+    ct_rtn = isinstance(method, MixedConfig) and exact_in_format(method)
+    scales = rtn_scales(model, method) if ct_rtn else {}
     variants = build_variants(method, model, lambda m: m, sets.calibration, cfg.runtime.batch_size)
     if gguf_file:
         shutil.copyfile(variants.gguf.path, out)
+    elif ct_rtn:  # compressed-tensors' pack-quantized format, holding qfeat's RTN exactly
+        save_rtn_compressed(model, method, scales, out)
+        sets.tokenizer.save_pretrained(out)
     else:
         model.save_pretrained(out)
         sets.tokenizer.save_pretrained(out)

@@ -20,9 +20,18 @@ from sweep.planning.parts import (
     select_parts,
 )
 from sweep.planning.request import Request
-from sweep.planning.search import Offsets, Outcome, Problem, Target, estimate, greedy, meets
+from sweep.planning.search import (
+    Offsets,
+    Outcome,
+    Problem,
+    Target,
+    estimate,
+    greedy,
+    lower,
+    meets,
+)
 
-MAX_ROUNDS = 64  # verify rounds; each raises at least one part, so P × B bounds them anyway
+MAX_ROUNDS = 64  # verify rounds; each moves at least one part (raising, then lowering)
 
 
 @dataclass(frozen=True)
@@ -115,21 +124,30 @@ def attribute(
 
 def search(problem: Problem, target: Target, row, widest: Row) -> tuple[Row, list[Row]]:
     """Greedy on the estimate, then verify; a miss corrects the estimate by what the verified
-    job showed (per feature, and ΔPPL) and the search goes on from there."""
+    job showed (Offsets.verified: per feature, and ΔPPL) and the search raises again from
+    there. Once a job meets the target, the corrected estimate lowers parts while it still
+    meets it, verified the same way (a miss keeps the last verified plan)."""
     levels = np.zeros(len(problem.weights), dtype=int)
-    offsets, rounds = Offsets(), []
-    for k in range(1, MAX_ROUNDS + 1):
-        found = greedy(problem, target, levels, offsets)
-        if not found.met or (rounds and not found.steps):
-            return widest, rounds  # the estimate cannot reach it below the widest: use that
-        levels = found.levels
-        verified = row(f"plan (verify {k})", [problem.bits[i] for i in levels])
+    offsets, rounds, best = Offsets(), [], None
+    while len(rounds) < MAX_ROUNDS:
+        if best is None:
+            step = greedy(problem, target, levels, offsets)
+            if not step.met or (rounds and not step.steps):
+                return widest, rounds  # the estimate cannot reach it below the widest: use that
+        else:
+            step = lower(problem, target, levels, offsets)
+            if not step.steps:
+                break
+        levels = step.levels
+        verified = row(f"plan (verify {len(rounds) + 1})", [problem.bits[i] for i in levels])
         rounds.append(verified)
+        if best is not None and not verified.met:
+            break
         if verified.met:
-            return verified, rounds
+            best = verified
         est = estimate(problem, levels, Offsets(), target.survived_r)
-        offsets = Offsets(verified.outcome.r - est.r, verified.outcome.delta_ppl - est.delta_ppl)
-    return widest, rounds
+        offsets = Offsets.verified(est, verified.outcome)
+    return (best or widest), rounds
 
 
 def _describe(outcome: Outcome) -> str:

@@ -1,10 +1,12 @@
 """The precision search as pure functions: estimate features' r for a bit assignment from the
 single-part damages (additive), and raise bits greedily until the estimate meets the target.
 
-Additive model: 1 − r_est(f) = Σ_parts (1 − r_part(f)) + offset(f), where r_part is the r a
-job compressing only that part at its assigned width measured (0 damage at the widest
-candidate, which is not measured alone), and `offset` is what a verified job showed the sum
-to miss (0 before any verification). ΔPPL is estimated the same way.
+Additive model: 1 − r_est(f) = Σ_parts (1 − r_part(f)), where r_part is the r a job
+compressing only that part at its assigned width measured (0 damage at the widest candidate,
+which is not measured alone). Once a real mixed job is verified, each feature's sum is scaled
+by what that job showed (verified damage / estimated damage: the damages of several parts
+combine sub-additively on the embedded model, docs/plan.md), so the estimate reproduces the
+verified job exactly there. ΔPPL is estimated the same way, corrected by an offset.
 """
 
 from dataclasses import dataclass, field
@@ -55,10 +57,25 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Offsets:
-    """What the additive estimate missed at a verified assignment (verified − estimated)."""
+    """A verified job's correction of the additive estimate: each feature's summed damage
+    times `scale`, plus `r` (where the sum is ~0 and no ratio exists), and ΔPPL plus
+    `delta_ppl`."""
 
     r: np.ndarray | float = 0.0
     delta_ppl: float = 0.0
+    scale: np.ndarray | float = 1.0
+
+    @classmethod
+    def verified(cls, estimated: "Outcome", verified: "Outcome") -> "Offsets":
+        """The correction that makes the estimate equal a verified job's result."""
+        est_damage, damage = 1.0 - estimated.r, 1.0 - verified.r
+        ratio = est_damage > 1e-9
+        scale = np.where(ratio, damage / np.where(ratio, est_damage, 1.0), 1.0)
+        return cls(
+            r=np.where(ratio, 0.0, verified.r - estimated.r),
+            delta_ppl=verified.delta_ppl - estimated.delta_ppl,
+            scale=scale,
+        )
 
 
 @dataclass
@@ -71,9 +88,10 @@ class Greedy:
 
 
 def estimate(problem: Problem, levels: np.ndarray, offsets: Offsets, survived_r: float) -> Outcome:
-    """The additive estimate of an assignment (`levels`: a candidate index per part)."""
+    """The additive estimate of an assignment (`levels`: a candidate index per part), with a
+    verified job's correction."""
     parts = np.arange(len(levels))
-    damage = problem.damage[parts, levels].sum(axis=0)
+    damage = problem.damage[parts, levels].sum(axis=0) * offsets.scale
     ppl = float(problem.delta_ppl[parts, levels].sum())
     return Outcome(1.0 - damage + offsets.r, ppl + offsets.delta_ppl, survived_r, problem.watched)
 
@@ -95,6 +113,20 @@ def shortfall(outcome: Outcome, target: Target) -> tuple[float, float]:
         deficit += excess / max(abs(target.max_delta_ppl), 1e-9)
         smooth += excess
     return deficit, smooth
+
+
+def slack(outcome: Outcome, target: Target) -> tuple[float, float]:
+    """How much room an outcome that meets the target leaves: the summed margins (survival
+    fraction, watched r, ΔPPL relative to its bound), and the features' summed damage plus
+    ΔPPL (smaller is better) for a tie-break."""
+    margin = 0.0
+    if target.min_survived is not None:
+        margin += outcome.frac_survived - target.min_survived
+    if target.min_watched_r is not None and outcome.watched.any():
+        margin += float(outcome.r[outcome.watched].min()) - target.min_watched_r
+    if target.max_delta_ppl is not None:
+        margin += (target.max_delta_ppl - outcome.delta_ppl) / max(abs(target.max_delta_ppl), 1e-9)
+    return margin, -float((1.0 - outcome.r).sum()) - outcome.delta_ppl
 
 
 def meets(outcome: Outcome, target: Target) -> bool:
@@ -135,3 +167,29 @@ def greedy(
         current = shortfall(estimate(problem, levels, offsets, target.survived_r), target)
     result.met = True
     return result
+
+
+def lower(problem: Problem, target: Target, start: np.ndarray, offsets: Offsets) -> Greedy:
+    """From a verified assignment, lower one part a candidate width at a time, the one that
+    gives up the least estimated slack per saved bit-weight, while the estimate (corrected by
+    what the verified job showed) still meets the target."""
+    levels = np.array(start, dtype=int)
+    result = Greedy(levels, True)
+    while True:
+        here = slack(estimate(problem, levels, offsets, target.survived_r), target)
+        best, best_loss = None, (np.inf, np.inf)
+        for part in np.flatnonzero(levels > 0):
+            trial = levels.copy()
+            trial[part] -= 1
+            after = estimate(problem, trial, offsets, target.survived_r)
+            if not meets(after, target):
+                continue
+            saved = cost(problem, levels) - cost(problem, trial)
+            there = slack(after, target)
+            loss = ((here[0] - there[0]) / saved, (here[1] - there[1]) / saved)
+            if loss < best_loss:
+                best, best_loss = int(part), loss
+        if best is None:
+            return result
+        levels[best] -= 1
+        result.steps.append((best, int(levels[best])))

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from transformers import AutoModelForCausalLM
+from transformers.utils.quantization_config import CompressedTensorsConfig
 
 from conftest import FAST, compose_config, default_sae_dir, launch
 from sweep.base.paths import TINY_ASSETS
@@ -95,8 +96,14 @@ def test_export_reproduces_the_planned_weights_and_audits_to_the_verified_r(
 ) -> None:
     ckpt = tmp_path / "ckpt"
     assert export_main([str(ckpt), "--config-dir", str(planned), "compression=plan", *JOB]) == 0
+    quant = json.loads((ckpt / "config.json").read_text())["quantization_config"]
+    assert quant["quant_method"] == "compressed-tensors" and quant["format"] == "pack-quantized"
+    widths = sorted(g["weights"]["num_bits"] for g in quant["config_groups"].values())
+    assert widths == sorted({p["bits"] for p in plan_doc(planned)["parts"]})
     fp = AutoModelForCausalLM.from_pretrained(TINY_ASSETS / "lm").state_dict()
-    exported = AutoModelForCausalLM.from_pretrained(ckpt).state_dict()
+    dequantized = CompressedTensorsConfig(dequantize=True)  # the library's own decompression
+    exported = AutoModelForCausalLM.from_pretrained(ckpt, quantization_config=dequantized)
+    exported = exported.state_dict()
     bits = planned_bits(planned)
     for key, value in exported.items():
         name = key.removesuffix(".weight")

@@ -6,7 +6,17 @@ import itertools
 import numpy as np
 import pytest
 
-from sweep.planning.search import Offsets, Problem, Target, cost, estimate, greedy, meets
+from sweep.planning.search import (
+    Offsets,
+    Outcome,
+    Problem,
+    Target,
+    cost,
+    estimate,
+    greedy,
+    lower,
+    meets,
+)
 
 
 def brute_force(problem: Problem, target: Target) -> float | None:
@@ -89,3 +99,32 @@ def test_greedy_raises_from_its_start_and_reports_each_step() -> None:
     assert (found.levels >= start).all() and found.met
     assert len(found.steps) == int((found.levels - start).sum())
     assert greedy(problem, Target(min_survived=0.0), start).steps == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_lowering_keeps_the_estimate_meeting_the_target(seed: int) -> None:
+    rng = np.random.default_rng(300 + seed)
+    problem = random_problem(rng, n_parts=4, bits=(3, 4, 8), n_features=10, convex=False)
+    target = Target(min_survived=float(rng.uniform(0.3, 0.9)))
+    top = np.full(4, 2)
+    offsets = Offsets(rng.uniform(0.0, 0.3, size=10))  # a verified job better than the sum
+    found = lower(problem, target, top, offsets)
+    assert meets(estimate(problem, found.levels, offsets, 0.9), target)
+    assert (found.levels <= top).all() and len(found.steps) == int((top - found.levels).sum())
+    for part in np.flatnonzero(found.levels > 0):  # no single further lowering still meets it
+        trial = found.levels.copy()
+        trial[part] -= 1
+        assert not meets(estimate(problem, trial, offsets, 0.9), target)
+
+
+def test_a_verified_correction_reproduces_the_verified_job_where_it_was_made() -> None:
+    rng = np.random.default_rng(5)
+    problem = random_problem(rng, n_parts=3, bits=(3, 4, 8), n_features=8, convex=False)
+    levels = np.array([0, 1, 2])
+    est = estimate(problem, levels, Offsets(), 0.9)
+    real_r = 1.0 - (1.0 - est.r) * rng.uniform(0.2, 0.6, size=8)  # sub-additive
+    real_r[est.r == 1.0] = 0.97  # no estimated damage: an offset instead of a ratio
+    verified = Outcome(real_r, est.delta_ppl + 0.3, 0.9, problem.watched)
+    again = estimate(problem, levels, Offsets.verified(est, verified), 0.9)
+    assert again.r == pytest.approx(real_r, abs=1e-12)
+    assert again.delta_ppl == pytest.approx(verified.delta_ppl)
