@@ -25,7 +25,7 @@ from sweep.job.run import run
 from sweep.results.files import FEATURES_FILE
 
 JOB = [*FAST, "survival.bootstrap.n_boot=0"]
-PLAN = ["targets=[mlp]", "blocks=[1,2]", "bits=[2,3,8]", "min_survived=0.97"]
+PLAN = ["targets=[mlp]", "blocks=[1,2]", "bits=[2,3,8]", "min_survived=0.95"]
 KIND_MODULES = {"mlp_in": "mlp.dense_h_to_4h", "mlp_out": "mlp.dense_4h_to_h"}
 
 
@@ -55,7 +55,7 @@ def planned_bits(out: Path) -> dict[str, int]:
 
 def test_the_verified_plan_equals_a_direct_mixed_job(planned: Path, tmp_path: Path) -> None:
     doc = plan_doc(planned)
-    assert doc["plan"]["meets_target"] and doc["plan"]["pct_survived"] >= 97.0
+    assert doc["plan"]["meets_target"] and doc["plan"]["pct_survived"] >= 95.0
     parts = yaml.safe_load((planned / "compression" / "plan.yaml").read_text())["parts"]
     text = ",".join(
         f"{{targets:{p['targets']},blocks:{p['blocks']},bits:{p['bits']}}}".replace("'", "")
@@ -99,16 +99,21 @@ def test_export_reproduces_the_planned_weights_and_audits_to_the_verified_r(
     quant = json.loads((ckpt / "config.json").read_text())["quantization_config"]
     assert quant["quant_method"] == "compressed-tensors" and quant["format"] == "pack-quantized"
     widths = sorted(g["weights"]["num_bits"] for g in quant["config_groups"].values())
-    assert widths == sorted({p["bits"] for p in plan_doc(planned)["parts"]})
+    planned_parts = yaml.safe_load((planned / "compression" / "plan.yaml").read_text())["parts"]
+    assert widths == sorted(p["bits"] for p in planned_parts)
     fp = AutoModelForCausalLM.from_pretrained(TINY_ASSETS / "lm").state_dict()
     dequantized = CompressedTensorsConfig(dequantize=True)  # the library's own decompression
     exported = AutoModelForCausalLM.from_pretrained(ckpt, quantization_config=dequantized)
     exported = exported.state_dict()
     bits = planned_bits(planned)
-    for key, value in exported.items():
+    for key, value in fp.items():  # the export adds only its scales and shapes beside them
         name = key.removesuffix(".weight")
-        expected = rtn(fp[key], bits[name]) if name in bits and key.endswith(".weight") else fp[key]
-        assert torch.equal(value, expected), key
+        expected = rtn(value, bits[name]) if name in bits and key.endswith(".weight") else value
+        assert torch.equal(exported[key], expected), key
+    assert {k.rsplit(".", 1)[1] for k in set(exported) - set(fp)} <= {
+        "weight_scale",
+        "weight_shape",
+    }
     audit_out = tmp_path / "audit"
     fields = [f"base={TINY_ASSETS / 'lm'}", f"candidate={ckpt}", f"sae={default_sae_dir()}"]
     assert audit_main([*fields, *JOB, f"out_root={audit_out}"]) == 0
