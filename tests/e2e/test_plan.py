@@ -129,3 +129,29 @@ def test_an_unreachable_target_is_one_line_and_exit_2(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert re.match(r"qfeat plan: error: the target is out of reach of bits=\[2, 3\]", err)
+
+
+def test_a_gptq_plan_exports_llm_compressors_checkpoint_and_audits_to_the_verified_r(
+    tmp_path: Path,
+) -> None:
+    """GPTQ: one llm-compressor pass with a scheme per part; the export is its compressed save
+    with recipe.yaml (a config group per part with its num_bits)."""
+    job = [*JOB, "calibration_sequences=4"]
+    out = tmp_path / "plan"
+    plan = ["method=gptq", "targets=[mlp]", "blocks=[1,2]", "bits=[3,8]", "min_survived=0.95"]
+    assert plan_main([str(out), *plan, *job]) == 0
+    parts = yaml.safe_load((out / "compression" / "plan.yaml").read_text())["parts"]
+    ckpt = tmp_path / "ckpt"
+    assert export_main([str(ckpt), "--config-dir", str(out), "compression=plan", *job]) == 0
+    recipe = (ckpt / "recipe.yaml").read_text()
+    assert "GPTQModifier" in recipe
+    assert sorted(int(b) for b in re.findall(r"num_bits: (\d+)", recipe)) == sorted(
+        p["bits"] for p in parts
+    )
+    audit_out = tmp_path / "audit"
+    fields = [f"base={TINY_ASSETS / 'lm'}", f"candidate={ckpt}", f"sae={default_sae_dir()}"]
+    assert audit_main([*fields, *job, f"out_root={audit_out}"]) == 0
+    (features,) = (audit_out / "audit" / "jobs").glob(f"*/{FEATURES_FILE}")
+    audited, verified = active_r(features), active_r(out / "verified" / FEATURES_FILE)
+    assert audited.index.equals(verified.index)
+    assert (audited - verified).abs().max() <= 1e-6  # as tests/e2e/test_export_audit.py
