@@ -153,3 +153,19 @@ def test_a_gptq_plan_exports_llm_compressors_checkpoint_and_audits_to_the_verifi
         p["bits"] for p in parts
     )
     assert audit_gap(ckpt, out, job, tmp_path / "audit") <= 1e-6  # as test_export_audit.py
+
+
+def test_a_watched_feature_target_is_met_by_the_verified_plan(planned: Path, tmp_path) -> None:
+    """Watch the three features 2-bit RTN damages most among those 8 bits leaves at r >= 0.99;
+    the verified plan keeps each at r >= 0.9 (read back from its features.parquet)."""
+    rows = {u["name"]: Path(u["job_dir"]) / FEATURES_FILE for u in plan_doc(planned)["uniform"]}
+    widest, narrowest = active_r(rows["uniform 8 bits"]), active_r(rows["uniform 2 bits"])
+    fragile = narrowest[widest >= 0.99].sort_values().index[:3]
+    watch = sorted(int(f) for _, f in fragile)
+    out = tmp_path / "watched"
+    args = ["targets=[mlp]", "blocks=[1,2]", "bits=[2,3,8]", "min_watched_r=0.9"]
+    assert plan_main([str(out), *args, f"survival.watch={watch}", *JOB]) == 0
+    verified = active_r(out / "verified" / FEATURES_FILE)
+    watched_r = verified[verified.index.get_level_values("feature").isin(watch)]
+    assert len(watched_r) == len(watch) and watched_r.min() >= 0.9
+    assert plan_doc(out)["plan"]["watched_min_r"] == pytest.approx(watched_r.min(), abs=0)
