@@ -54,13 +54,13 @@ class JobRunner:
             self.index = active.index
         elif not active.index.equals(self.index):
             raise QfeatError(f"job {plan.key} measured another set of active features")
-        r = active.to_numpy(dtype=float)
+        r = np.nan_to_num(active.to_numpy(dtype=float), nan=0.0)  # undefined r: no survival
         self.done += 1
         m = result.summary.metrics
         how = "cached" if result.skipped else f"{time.perf_counter() - start:.1f}s"
         print(
             f"[{self.done:3d}] {label:<28} survived {100 * m.frac_survived:5.1f}%  "
-            f"min r {np.nanmin(r):.4f}  ΔPPL {m.delta_ppl:+.4f}  ({how}, {plan.key})",
+            f"min r {r.min():.4f}  ΔPPL {m.delta_ppl:+.4f}  ({how}, {plan.key})",
             flush=True,
         )
         return JobOutcome(plan.key, plan.out, result.summary, r, result.skipped)

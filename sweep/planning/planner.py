@@ -2,6 +2,7 @@
 search greedily on the additive estimate, verify with a real mixed job, and raise again on
 the verified shortfall until a verified job meets the target."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -122,7 +123,9 @@ def attribute(
     )
 
 
-def search(problem: Problem, target: Target, row, widest: Row) -> tuple[Row, list[Row]]:
+def search(
+    problem: Problem, target: Target, row: Callable[[str, list[int]], Row], widest: Row
+) -> tuple[Row, list[Row]]:
     """Greedy on the estimate, then verify; a miss corrects the estimate by what the verified
     job showed (Offsets.verified: per feature, and ΔPPL) and the search raises again from
     there. Once a job meets the target, the corrected estimate lowers parts while it still
