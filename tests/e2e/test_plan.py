@@ -5,6 +5,8 @@ unreachable target is one line, exit 2."""
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +16,7 @@ import yaml
 from transformers import AutoModelForCausalLM
 from transformers.utils.quantization_config import CompressedTensorsConfig
 
-from conftest import FAST, compose_config, default_sae_dir, launch
+from conftest import FAST, ROOT, SUBPROCESS_TIMEOUT_S, compose_config, default_sae_dir, launch
 from sweep.base.paths import TINY_ASSETS
 from sweep.cli.audit import main as audit_main
 from sweep.cli.export import main as export_main
@@ -99,6 +101,25 @@ def test_launch_takes_the_plan_file_and_finds_the_verified_job(planned: Path) ->
                   "sweep_name=plan", *JOB)  # fmt: skip
     key = plan_doc(planned)["plan"]["job_key"]
     assert f"skipped: complete result for key {key}" in proc.stdout + proc.stderr
+
+
+def test_a_plan_file_for_another_model_is_one_line_and_exit_2(planned: Path, tmp_path) -> None:
+    node = yaml.safe_load((planned / "compression" / "plan.yaml").read_text())
+    (tmp_path / "compression").mkdir()
+    (tmp_path / "compression" / "plan.yaml").write_text(
+        yaml.safe_dump({**node, "for_model": "f" * 64})
+    )
+    cmd = [sys.executable, "launch.py", "--config-dir", str(tmp_path), "compression=plan",
+           f"out_root={tmp_path}", *JOB]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr  # Hydra's console log handler
+    errors = [line for line in output.splitlines() if "error" in line]
+    assert len(errors) == 1, output[-2000:]
+    assert "ffffffffffffffff… is a plan for another model" in errors[0]
+    assert not (tmp_path / "default" / "jobs").exists()
 
 
 def test_export_reproduces_the_planned_weights_and_audits_to_the_verified_r(
