@@ -21,3 +21,14 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
             return compose("config", overrides=list(overrides or []))
     except (HydraException, OmegaConfBaseException) as err:
         raise QfeatError(f"bad configuration: {one_line(str(err))}") from err
+
+
+def search_path(config_dirs: list[Path]) -> list[str]:
+    """The override that adds config directories (e.g. a plan's OUT with compression/plan.yaml)
+    to Hydra's search path, as launch.py's --config-dir does."""
+    if not config_dirs:
+        return []
+    for path in config_dirs:
+        if not Path(path).is_dir():
+            raise QfeatError(f"--config-dir {path}: not a directory")
+    return [f"hydra.searchpath=[{','.join(f'file://{Path(p).resolve()}' for p in config_dirs)}]"]

@@ -48,6 +48,11 @@ def local_model_dir(cfg: DictConfig) -> Path | None:
     return path if path.is_dir() else None
 
 
+def model_identity(cfg: DictConfig) -> str:
+    """What a plan names its model by: a local checkpoint's content digest, else its hub id."""
+    return content_digest(local_model_dir(cfg)) or model_path(cfg)
+
+
 def model_depth(cfg: DictConfig) -> int | None:
     """The number of transformer blocks of a local checkpoint, from its config.json alone
     (None for a hub id or a config without one)."""

@@ -11,7 +11,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweep.base import libraries
 from sweep.base.errors import QfeatError, one_line
-from sweep.config.compression import GGUF_ARCHITECTURES, METHODS, CompressionConfig, GGUFConfig
+from sweep.config.compression import (
+    GGUF_ARCHITECTURES,
+    METHODS,
+    CompressionConfig,
+    GGUFConfig,
+    MixedConfig,
+)
 from sweep.config.locations import (
     DATA_SOURCES,
     MODEL_PATHS,
@@ -20,6 +26,7 @@ from sweep.config.locations import (
     check_tiny_sae_layers,
     local_model_dir,
     model_depth,
+    model_identity,
 )
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -98,6 +105,23 @@ def check_blocks(method: CompressionConfig, depth: int | None) -> None:
         )
 
 
+def check_plan_model(cfg: DictConfig, method: MixedConfig) -> None:
+    """A plan (compression=mixed with for_model) runs only on the model it was made for."""
+    if method.for_model is None:
+        return
+    model = model_identity(cfg.model)
+    if method.for_model != model:
+        raise QfeatError(
+            f"compression.for_model={_short(method.for_model)} is a plan for another model; "
+            f"model {cfg.model.name!r} is {_short(model)} (make its own plan with qfeat-plan)"
+        )
+
+
+def _short(name: str) -> str:
+    """A content digest's first 16 characters; a hub id whole."""
+    return f"{name[:16]}…" if len(name) == 64 else name
+
+
 def validate(cfg: DictConfig) -> CompressionConfig:
     """Fail fast with one line on values the schema's types cannot catch; returns the method."""
     check_name("model", cfg.model.name, list(MODEL_PATHS))
@@ -107,6 +131,8 @@ def validate(cfg: DictConfig) -> CompressionConfig:
     method = method_config(cfg)
     if isinstance(method, GGUFConfig):
         check_gguf_model(cfg)
+    if isinstance(method, MixedConfig):
+        check_plan_model(cfg, method)
     check_blocks(method, model_depth(cfg.model))
     s = cfg.survival
     if not 0.0 < s.blurred < s.survived <= 1.0:
