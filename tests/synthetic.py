@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.base.atomic import write_json_atomic
+from sweep.config.compression import KINDS, TARGETS, expand_targets
 from sweep.derive.classes import Rules, class_counts, class_fractions, uncertain
 from sweep.derive.predict import predict_survival
 from sweep.results.columns import FEATURE_COLUMNS
@@ -82,8 +83,10 @@ def summary_of(
     fidelity: dict[str, FidelitySummary] | None = None,
     gguf: GGUFRecord | None = None,
     uncertainty: Uncertainty | None = None,
+    matrices: int = 16,
 ) -> Summary:
-    """A job's Summary from its features frame (fp_ppl 10, kl 0.25; config: dotted keys)."""
+    """A job's Summary from its features frame (fp_ppl 10, kl 0.25; config: dotted keys;
+    `matrices` compressed)."""
     counts = class_counts(frame)
     by_sae = dict(list(frame.groupby("sae", sort=False)))
     bits_key = {"compression.bits": bits} if bits is not None else {}
@@ -121,7 +124,7 @@ def summary_of(
             n_sequences=4,
             n_measured_tokens=int(frame["n_tokens"].iloc[0]),
             n_predicted_tokens=64,
-            n_compressed_matrices=16,
+            n_compressed_matrices=matrices,
             frac_degraded=1.0 - counts["frac_survived"],
             sparsity=sparsity,
         ),
@@ -165,3 +168,52 @@ def two_sae_sweep(root: Path) -> Path:
     write_job(root, "a" * 16, frame=frame)
     write_job(root, "b" * 16, bits=3, frame=frame)
     return root
+
+
+ATTRIBUTION_HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
+ATTRIBUTION_BLOCKS = (0, 1)
+INACTIVE = (3, 9)  # features inactive in every job (FP never fires enough)
+
+
+def part_frame(damage: np.ndarray) -> pd.DataFrame:
+    """Both ATTRIBUTION_HOOKS' features with r = 1 − damage (one row of `damage` per hook)."""
+    frames = []
+    for hook, d in zip(ATTRIBUTION_HOOKS, damage, strict=True):
+        r = np.clip(1 - d, -1, 1)
+        r[list(INACTIVE)] = np.nan
+        frames.append(features_frame(list(r), hook=hook))
+    return pd.concat(frames, ignore_index=True).astype({"sae": "string"})
+
+
+def attribution_sweep(
+    root: Path, bits: tuple[int, ...] = (3,), n: int = 12, seed: int = 0
+) -> dict[str, tuple[int, list[str], list[int] | None]]:
+    """Per bits: a single-part job for each module kind of blocks 0 and 1 (one matrix each), a
+    block-0 job and the whole-model job (8 matrices), on two SAEs of n features. Damage is
+    drawn at random; the whole model's is the parts' sum scaled by a random factor around 1.
+    No survival prediction is fitted (it is slow and beside the point here).
+    Returns each job's key → (bits, compression.targets, compression.blocks)."""
+    rng = np.random.default_rng(seed)
+    jobs: dict[str, tuple[int, list[str], list[int] | None]] = {}
+    for b in bits:
+        parts = [([k], [blk]) for blk in ATTRIBUTION_BLOCKS for k in KINDS]
+        damage = {i: rng.exponential(0.04 * (i + 1), size=(2, n)) for i in range(len(parts))}
+        summed = sum(damage.values())
+        selected = [*parts, (list(TARGETS), [0]), (list(TARGETS), None)]
+        damage[len(parts)] = sum(damage[i] for i in range(len(KINDS)))
+        damage[len(parts) + 1] = summed * rng.uniform(0.5, 1.8, size=summed.shape)
+        for i, (targets, blocks) in enumerate(selected):
+            key = f"{b:02d}{i:014d}"
+            config = {"compression.targets": targets, "compression.blocks": blocks}
+            count = len(expand_targets(targets)) * len(blocks or ATTRIBUTION_BLOCKS)
+            write_job(
+                root,
+                key,
+                bits=b,
+                frame=part_frame(damage[i]),
+                config=config,
+                matrices=count,
+                prediction={},
+            )
+            jobs[key] = (b, targets, blocks)
+    return jobs

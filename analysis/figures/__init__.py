@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from analysis.figures.attribution import attribution_heatmap
 from analysis.figures.base import Context, Figure, SkipFigure
 from analysis.figures.compare import damage_scatter, overlap_matrix, overlap_vs_bits
 from analysis.figures.fidelity import ablate_r_vs_dppl, ablate_r_vs_r, steer_r_vs_dppl, steer_r_vs_r
@@ -25,6 +26,7 @@ def registry() -> list[Callable[[Context, Path], Figure]]:
     return [
         survival_vs_bits,
         survival_per_sae,
+        attribution_heatmap,
         class_stacks,
         r_ecdf,
         convergence,

@@ -31,6 +31,7 @@ from analysis.load.contexts import (
     load_contexts,
     shown_text,
 )
+from analysis.tables.attribution import worst_parts
 from analysis.tables.summarize import label
 
 log = logging.getLogger("qfeat.analysis")
@@ -52,6 +53,7 @@ STATS = {
     "fp_mean_active": "FP mean when firing",
     "fp_max": "FP max",
     "dec_norm": "decoder norm",
+    "worst_part": "part damaging it most alone (its r)",
 }
 FP_RGB, Q_RGB = "25,113,194", "232,89,12"
 MAX_ALPHA = 0.7  # the feature's maximum: strong shading that leaves the token readable
@@ -144,12 +146,31 @@ def _anchor(*parts: object) -> str:
     return "card-" + re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(map(str, parts)))
 
 
+def with_worst_part(feats: pd.DataFrame, worst: pd.DataFrame) -> pd.DataFrame:
+    """One job's features plus `worst_part`: the single-part job of its group with the lowest r
+    for the feature, and that r (absent where the sweep has no single-part job for it)."""
+    ids = ["sweep", "key", "sae", "feature"]
+    mine = worst.merge(feats[ids].drop_duplicates(), on=ids).astype({"sae": str})
+    text = {
+        (s, int(f)): f"{p} (r {number(r)})"
+        for s, f, p, r in mine[["sae", "feature", "worst_part", "worst_r"]].itertuples(index=False)
+    }
+    keys = zip(feats["sae"].astype(str), feats["feature"].astype(int), strict=True)
+    return feats.assign(worst_part=[text.get(k) for k in keys])
+
+
 def job_cards(
-    col: Collection, key: str, jc: JobContexts, n: int, named: list[tuple[str | None, int]]
+    col: Collection,
+    key: str,
+    jc: JobContexts,
+    n: int,
+    named: list[tuple[str | None, int]],
+    worst: pd.DataFrame,
 ) -> list[Card]:
-    """The cards of one collected job ("sweep/key")."""
+    """The cards of one collected job ("sweep/key"); `worst` as attribution.worst_parts."""
     sweep, job_key = key.split("/", 1)
     feats = col.features[(col.features["sweep"] == sweep) & (col.features["key"] == job_key)]
+    feats = with_worst_part(feats, worst)
     job = col.jobs[(col.jobs["sweep"] == sweep) & (col.jobs["key"] == job_key)].iloc[0]
     name = label(job, col.dims.sweeps, with_bits=True)
     cards = []
@@ -182,13 +203,14 @@ def build_cards(
     """Cards of every job with recorded contexts, and one note per job without them."""
     cards: list[Card] = []
     notes: list[str] = []
+    worst = worst_parts(col)
     for key in col.summaries:
         directory = col.dirs.get(key)
         jc, reason = load_contexts(directory) if directory else (None, "not read from files")
         if jc is None:
             notes.append(f"{key}: no cards: {reason}")
             continue
-        cards += job_cards(col, key, jc, n, named or [])
+        cards += job_cards(col, key, jc, n, named or [], worst)
     log.info(
         "cards: %d from %d jobs (%d without contexts)", len(cards), len(col.summaries), len(notes)
     )

@@ -18,6 +18,8 @@ from analysis.load.collect import Collection
 from analysis.load.configs import flat_config
 from analysis.report.cards import CSS as CARD_CSS
 from analysis.report.cards import build_cards, cards_section
+from analysis.tables.additivity import ADDITIVITY
+from analysis.tables.attribution import ATTRIBUTION
 from analysis.tables.fit import FIT_TITLES, fit_names
 from analysis.tables.gguf import GGUF_NAMES
 from analysis.tables.headline import (
@@ -129,6 +131,8 @@ def _sections(
         "token_set": TOKEN_SET,
         "min_active": MIN_ACTIVE,
         "overlap_pairs": OVERLAP_PAIRS,
+        "attribution": ATTRIBUTION,
+        "additivity": ADDITIVITY,
     }
     titles = {
         "headline": "Headline numbers",
@@ -138,6 +142,8 @@ def _sections(
         "token_set": "Enough tokens? Survival on half and all of the tokens",
         "min_active": "How many firing tokens make a feature active?",
         "overlap_pairs": "Damage overlap between jobs",
+        "attribution": "Where the damage comes from: each part compressed alone",
+        "additivity": "Is damage additive over parts?",
     }
     out = []
     figs_html, figs_md = [], []

@@ -11,6 +11,8 @@ import pandas as pd
 
 from analysis.formatting import cell, config_value, number, percent
 from analysis.load.collect import Collection
+from analysis.tables.additivity import ADDITIVITY, additivity_caption, additivity_table
+from analysis.tables.attribution import ATTRIBUTION, attribution_table
 from analysis.tables.fit import FIT_CAPTIONS, FIT_NAMES, NUMERIC, fidelity, fit_names, sae_fit
 from analysis.tables.gguf import GGUF_NAMES, gguf_ladder
 from analysis.tables.overlap import overlap_table
@@ -59,6 +61,8 @@ PERCENT = (
     "pct_uncertain",
     "pct_survived_half",
     "deployed_pct_survived",
+    "pct_damaged",
+    "pct_underestimated",
 )
 MATCHED = {
     "model": "model",
@@ -190,6 +194,18 @@ def write_tables(
             gguf_ladder(col),
             GGUF_NAMES,
         ),
+    ]
+    attributed, additive = attribution_table(col), additivity_table(col)
+    specs += [
+        (
+            "attribution",
+            "Each part compressed alone (the rest FP), and the whole model: per measured layer, "
+            "the % of active features damaged (not survived, by the job's own classes) and "
+            "their mean damage 1 − r.",
+            attributed,
+            ATTRIBUTION,
+        ),
+        ("additivity", additivity_caption(additive), additive, ADDITIVITY),
     ]
     specs += [
         (n, FIT_CAPTIONS[n], f(col), fit_names(col)[n])
