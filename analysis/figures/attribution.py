@@ -14,8 +14,8 @@ from analysis.formatting import number, percent
 from analysis.tables.attribution import PART, WHOLE, attribution
 from analysis.tables.summarize import where
 
-# Each row of panels: (column, title, value as text); % damaged spans 0–100 in every panel,
-# mean damage 0 to its largest value in the figure, so panels compare at a glance.
+# Each row of panels: (column, title, value as text); a row's panels share one colour scale,
+# 0 to the largest value in the figure, so bit-widths and methods compare at a glance.
 METRICS = (
     ("pct_damaged", "% damaged (not survived)", percent),
     ("mean_damage", "mean 1 − r", number),
@@ -66,7 +66,7 @@ def attribution_heatmap(ctx: Context, out: Path) -> Figure:
         layout="constrained",
     )
     for row, (value, what, text) in zip(axes, METRICS, strict=True):
-        vmax = 100.0 if value == "pct_damaged" else max(float(t[value].max()), 1e-6)
+        vmax = max(float(pd.concat(groups)[value].max()), 1e-6)
         for ax, g in zip(row, groups, strict=True):
             image = _heatmap(ax, g, value, text, vmax)
             ax.set_title(f"{_title(g, ctx.n_sweeps)}\n{what}", fontsize=8)
