@@ -162,7 +162,8 @@ def attribution_table(col: Collection) -> pd.DataFrame:
 
 def worst_parts(col: Collection) -> pd.DataFrame:
     """For every job of a group with single-part jobs and each of its active features: the
-    single-part job with the lowest r for that feature (worst_part) and that r (worst_r)."""
+    single-part job with the lowest r for that feature (worst_part) and that r (worst_r); none
+    where every single part leaves the feature exactly as FP (r = 1: no part damages it)."""
     pf = part_features(col)
     out = ["sweep", "key", "sae", "feature", "worst_part", "worst_r"]
     singles = pf[pf["scope"].eq(PART) & pf["r"].notna()]
@@ -170,6 +171,7 @@ def worst_parts(col: Collection) -> pd.DataFrame:
         return pd.DataFrame(columns=out)
     singles = singles.sort_values(["r", "order"], kind="stable")
     worst = singles.drop_duplicates(["group", "sae", "feature"])
+    worst = worst[worst["r"] < 1]
     worst = worst.rename(columns={"part": "worst_part", "r": "worst_r"})
     jobs = pf[["group", "sweep", "key", "sae", "feature"]]
     worst = worst[["group", "sae", "feature", "worst_part", "worst_r"]]

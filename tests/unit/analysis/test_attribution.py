@@ -18,7 +18,7 @@ from analysis.load.collect import collect
 from analysis.load.contexts import CONTEXT_COLUMNS
 from analysis.report.cards import build_cards
 from analysis.tables.additivity import additivity, additivity_stats
-from analysis.tables.attribution import attribution_table, part_label, scope
+from analysis.tables.attribution import attribution_table, part_label, scope, worst_parts
 from analysis.tables.headline import write_tables
 from sweep.config.compression import KINDS, expand_targets
 from sweep.results.files import CONTEXTS_FILE, FEATURES_FILE, JOBS_DIR, TOKENS_FILE
@@ -195,3 +195,17 @@ def test_no_worst_part_without_single_part_jobs(tmp_path: Path) -> None:
     no_contexts(root / JOBS_DIR / ("a" * 16))
     cards, _ = build_cards(collect([root]), n=2)
     assert cards and all("worst_part" not in c.stats for c in cards)
+
+
+def test_no_worst_part_where_every_part_leaves_the_feature_as_fp(tmp_path: Path) -> None:
+    root = tmp_path / "parts"
+    jobs = attribution_sweep(root, bits=(3,), n=N)
+    for key, (_, targets, _) in jobs.items():
+        if len(targets) == 1:  # feature 0 of the first SAE: r = 1 under every single part
+            path = root / JOBS_DIR / key / FEATURES_FILE
+            f = pd.read_parquet(path)
+            f.loc[0, ["r", "damage", "class"]] = [1.0, 0.0, "survived"]
+            f.to_parquet(path, index=False)
+    worst = worst_parts(collect([root]))
+    assert not worst["feature"].eq(0).where(worst["sae"].eq(ATTRIBUTION_HOOKS[0]), False).any()
+    assert worst["sae"].eq(ATTRIBUTION_HOOKS[0]).any()
