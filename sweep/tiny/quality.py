@@ -64,19 +64,34 @@ def resid_activations_layers(
 ) -> dict[int, torch.Tensor]:
     """`resid_activations` at several layers from one forward per batch: layer -> [N, d].
 
-    Written into tensors allocated once (no list of batches to concatenate), so gathering
-    every layer of a 2M-token sample peaks at the activations' own size."""
+    Read from each block's own output (a forward hook), not from `hidden_states`: HF's last
+    hidden state is after the final layer norm, not the last block's output. Written into
+    tensors allocated once (no list of batches to concatenate), so gathering every layer of a
+    2M-token sample peaks at the activations' own size."""
     model.eval()
     n_tok = chunks.shape[0] * (chunks.shape[1] - 1)
     out = {layer: torch.empty(n_tok, model.config.hidden_size) for layer in layers}
     pos = 0
-    for i in range(0, chunks.shape[0], batch_size):
-        batch = chunks[i : i + batch_size]
-        hs = model(input_ids=batch, output_hidden_states=True).hidden_states
-        n = batch.shape[0] * (batch.shape[1] - 1)
-        for layer in layers:
-            out[layer][pos : pos + n] = hs[layer + 1][:, 1:].reshape(n, -1)
-        pos += n
+    captured: dict[int, torch.Tensor] = {}
+
+    def keep(layer: int):
+        def hook(_module, _inputs, output):
+            captured[layer] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    handles = [model.gpt_neox.layers[layer].register_forward_hook(keep(layer)) for layer in layers]
+    try:
+        for i in range(0, chunks.shape[0], batch_size):
+            batch = chunks[i : i + batch_size]
+            model(input_ids=batch)
+            n = batch.shape[0] * (batch.shape[1] - 1)
+            for layer in layers:
+                out[layer][pos : pos + n] = captured[layer][:, 1:].reshape(n, -1)
+            pos += n
+    finally:
+        for handle in handles:
+            handle.remove()
     return out
 
 

@@ -15,7 +15,7 @@ import torch
 from sweep.base.paths import TINY_SAES, tiny_sae_dir, tiny_sae_layers
 from sweep.tiny import ASSET_DIR, corpus, quality, stdlib
 from sweep.tiny import tokenizer as tok_lib
-from sweep.tiny.build import settings_for
+from sweep.tiny.build import SAE_PLAN, settings_for
 from sweep.tiny.heldout import MeasuredTokens, measured_tokens
 from sweep.tiny.resume import Prior, file_digests, sae_key, sae_stage
 from sweep.tiny.texts import gather, join
@@ -24,7 +24,6 @@ from sweep.tiny.train_sae import FAMILIES, column_quantile
 REPO = Path(__file__).resolve().parents[2]
 TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
 ARCHITECTURES = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}
-EVERY_LAYER = ("jumprelu", "topk")  # families trained after every block (relu: block 2 only)
 
 
 def _planned(quick: bool) -> list[tuple[str, int]]:
@@ -53,12 +52,14 @@ def _load(out: Path) -> tuple:
 
 def _check_consistent(model, tokenizer, saes: dict, manifest: dict) -> None:
     """Hook names, layers, widths and families of the SAEs agree with the LM, the manifest and
-    each other: JumpReLU and TopK after every block, every family after block 2."""
+    each other: the build's plan (the default family after every block, every family after
+    block 2)."""
     n_layers = model.config.num_hidden_layers
     assert {f for f, _ in saes} == set(FAMILIES) == set(TINY_SAES.values())
+    assert SAE_PLAN["jumprelu"] == tuple(range(n_layers))
     for family in FAMILIES:
         layers = {layer for f, layer in saes if f == family}
-        assert layers == (set(range(n_layers)) if family in EVERY_LAYER else {2}), family
+        assert layers == set(SAE_PLAN[family]) and 2 in layers, family
     assert manifest["sae_layers"] == list(range(n_layers))
     for (family, layer), sae in saes.items():
         record = manifest["saes"][sae_key(family, layer)]
@@ -117,7 +118,7 @@ def test_quick_build_writes_every_family_and_layer(quick_builds: tuple[Path, Pat
     manifest = json.loads((out / "manifest.json").read_text())
     planned = _planned(quick=True)
     assert _built(out) == planned == _planned(quick=False)
-    assert len(planned) == 2 * manifest["lm_settings"]["n_layers"] + 1
+    assert len(planned) == sum(len(layers) for layers in SAE_PLAN.values())
     for family, layer in planned:
         path = tiny_sae_dir(family, layer, out)
         assert path == out / "sae" / family / f"layer{layer}"
@@ -135,7 +136,7 @@ def test_quick_build_writes_every_family_and_layer(quick_builds: tuple[Path, Pat
 def test_rebuild_is_byte_identical(quick_builds: tuple[Path, Path]) -> None:
     """Two builds from nothing write the same bytes: LM, tokenizer, SAEs and held-out text."""
     a, b = (json.loads((d / "manifest.json").read_text())["files"] for d in quick_builds)
-    assert a == b and any(k.startswith("sae/topk/layer3/") for k in a)
+    assert a == b and any(k.startswith("sae/jumprelu/layer3/") for k in a)
 
 
 def test_rebuild_resumes_from_completed_stages(quick_builds: tuple[Path, Path]) -> None:
@@ -143,10 +144,10 @@ def test_rebuild_resumes_from_completed_stages(quick_builds: tuple[Path, Path]) 
     a damaged SAE is retrained alone, to the same bytes; a stray file under sae/ is removed."""
     out = quick_builds[1]
     before = json.loads((out / "manifest.json").read_text())
-    (tiny_sae_dir("topk", 1, out) / "sae_weights.safetensors").write_bytes(b"damaged")
+    (tiny_sae_dir("jumprelu", 1, out) / "sae_weights.safetensors").write_bytes(b"damaged")
     (out / "sae" / "topk" / "cfg.json").write_text("{}")  # the single-layer layout's place
     after = _quick_build(out)
-    damaged = sae_stage(sae_key("topk", 1))
+    damaged = sae_stage(sae_key("jumprelu", 1))
     sae_stages = [sae_stage(sae_key(s.family, s.layer)) for s in settings_for(True).saes]
     assert after["reused_stages"] == ["lm"] + [st for st in sae_stages if st != damaged]
     assert after["files"] == before["files"]
