@@ -178,8 +178,10 @@ def test_committed_sae_paths_and_layers() -> None:
 
 @torch.no_grad()
 @pytest.mark.parametrize("layer", range(4))
-def test_hidden_state_is_block_output(committed: tuple, layer: int) -> None:
-    """HF hidden_states[L + 1] is block L's output (TL blocks.L.hook_resid_post, unprocessed)."""
+def test_build_activations_are_block_outputs(committed: tuple, layer: int) -> None:
+    """The activations the SAEs train on are block L's output (TL blocks.L.hook_resid_post,
+    unprocessed), BOS dropped; HF's hidden_states[L + 1] equals it except after the last
+    block, where HF applies the final layer norm (why the build hooks the blocks)."""
     model = committed[0]
     captured = []
     handle = model.gpt_neox.layers[layer].register_forward_hook(
@@ -190,7 +192,13 @@ def test_hidden_state_is_block_output(committed: tuple, layer: int) -> None:
         hs = model(input_ids=ids, output_hidden_states=True).hidden_states
     finally:
         handle.remove()
-    torch.testing.assert_close(hs[layer + 1], captured[0])
+    block = captured[0]
+    acts = quality.resid_activations_layers(model, ids, [layer])[layer]
+    torch.testing.assert_close(acts, block[:, 1:].reshape(-1, block.shape[-1]), rtol=0, atol=0)
+    if layer < model.config.num_hidden_layers - 1:
+        torch.testing.assert_close(hs[layer + 1], block)
+    else:
+        assert not torch.allclose(hs[layer + 1], block)
 
 
 @pytest.fixture(scope="module")
