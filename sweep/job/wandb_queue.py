@@ -6,10 +6,9 @@ A launch with jobs to run lists the queue in $QFEAT_WANDB_WRITERS, which its job
 starts its writer (hydra_plugins/qfeat_launcher): a submitit launch before the first job (local
 processes, SLURM tasks: the writer reads the queue on the shared filesystem), the default
 in-process launch after the last (on the machine that runs the jobs any concurrent work slows
-them). A job run outside
-a launch starts a writer for its own process. A writer ends when the process it serves has ended
-and the queue is empty, so it outlives the launch by the time the last runs take. Requests are
-claimed by renaming them: two writers never log one run.
+them). A job run outside a launch starts a writer for its own process. A writer ends when the
+process it serves has ended and the queue is empty, so it outlives the launch by the time the
+last runs take. Requests are claimed by renaming them: two writers never log one run.
 
     <out_root>/<sweep_name>/wandb/queue/<key>.json     a job's request
     <out_root>/<sweep_name>/wandb/queue/writer.log     the writer's log (warnings, sync hints)
@@ -52,6 +51,12 @@ def _served() -> list[str]:
     return [q for q in os.environ.get(SERVED, "").split(os.pathsep) if q]
 
 
+def _mark_served(queue: Path) -> None:
+    """List `queue` in $QFEAT_WANDB_WRITERS: this process and its children start no writer."""
+    if str(queue) not in _served():
+        os.environ[SERVED] = os.pathsep.join([*_served(), str(queue)])
+
+
 def start_writer(queue: Path, until_pid: int) -> None:
     """A detached writer draining `queue` until process `until_pid` has ended; the queue is
     marked served for this process and its children."""
@@ -66,8 +71,7 @@ def start_writer(queue: Path, until_pid: int) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # not killed with the launch's terminal or process group
         )
-    if str(queue) not in _served():
-        os.environ[SERVED] = os.pathsep.join([*_served(), str(queue)])
+    _mark_served(queue)
 
 
 def serve_launch(cfg: DictConfig, defer: bool = False) -> Callable[[], None]:
@@ -83,7 +87,7 @@ def serve_launch(cfg: DictConfig, defer: bool = False) -> Callable[[], None]:
     queue = queue_of(cfg)
     if mode == "disabled" or not cfg.wandb.background or str(queue) in _served():
         return lambda: None
-    os.environ[SERVED] = os.pathsep.join([*_served(), str(queue)])
+    _mark_served(queue)
     start = functools.partial(start_writer, queue, os.getpid())
     if not defer:
         start()
