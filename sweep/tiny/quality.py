@@ -13,6 +13,9 @@ from typing import Any
 import scipy.stats
 import torch
 
+from sweep.inputs.hooked import HookedLM
+from sweep.tiny.train_sae import TL_KWARGS
+
 
 def chunk_stream(ids: list[int] | torch.Tensor, context_size: int, bos_id: int) -> torch.Tensor:
     """Split a token stream into non-overlapping BOS-prefixed rows [n, context_size]."""
@@ -64,34 +67,23 @@ def resid_activations_layers(
 ) -> dict[int, torch.Tensor]:
     """`resid_activations` at several layers from one forward per batch: layer -> [N, d].
 
-    Read from each block's own output (a forward hook), not from `hidden_states`: HF's last
-    hidden state is after the final layer norm, not the last block's output. Written into
-    tensors allocated once (no list of batches to concatenate), so gathering every layer of a
-    2M-token sample peaks at the activations' own size."""
-    model.eval()
+    Read where a job reads them (`HookedLM.run` at blocks.L.hook_resid_post: each block's own
+    output, unprocessed as the SAEs' TransformerLens settings ask), not from `hidden_states`:
+    HF's last hidden state is after the final layer norm. Written into tensors allocated once
+    (no list of batches to concatenate), so gathering every layer of a 2M-token sample peaks at
+    the activations' own size."""
+    lm = HookedLM.wrap(model, TL_KWARGS)
+    hooks = {layer: f"blocks.{layer}.hook_resid_post" for layer in layers}
     n_tok = chunks.shape[0] * (chunks.shape[1] - 1)
-    out = {layer: torch.empty(n_tok, model.config.hidden_size) for layer in layers}
+    out = {layer: torch.empty(n_tok, lm.d_model) for layer in layers}
     pos = 0
-    captured: dict[int, torch.Tensor] = {}
-
-    def keep(layer: int):
-        def hook(_module, _inputs, output):
-            captured[layer] = output[0] if isinstance(output, tuple) else output
-
-        return hook
-
-    handles = [model.gpt_neox.layers[layer].register_forward_hook(keep(layer)) for layer in layers]
-    try:
-        for i in range(0, chunks.shape[0], batch_size):
-            batch = chunks[i : i + batch_size]
-            model(input_ids=batch)
-            n = batch.shape[0] * (batch.shape[1] - 1)
-            for layer in layers:
-                out[layer][pos : pos + n] = captured[layer][:, 1:].reshape(n, -1)
-            pos += n
-    finally:
-        for handle in handles:
-            handle.remove()
+    for i in range(0, chunks.shape[0], batch_size):
+        batch = chunks[i : i + batch_size]
+        acts, _ = lm.run(batch, list(hooks.values()))
+        n = batch.shape[0] * (batch.shape[1] - 1)
+        for layer, hook in hooks.items():
+            out[layer][pos : pos + n] = acts[hook][:, 1:].reshape(n, -1)
+        pos += n
     return out
 
 
