@@ -10,6 +10,7 @@ from pathlib import Path
 
 from analysis.load.collect import AnalysisError, collect
 from analysis.load.contexts import parse_named
+from analysis.workers import usable_cores
 
 PROG = "qfeat-analysis"
 log = logging.getLogger("qfeat.analysis")
@@ -30,6 +31,12 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     rep.add_argument(
         "--cards", type=int, default=8, help="feature cards of the most damaged per job (8)"
+    )
+    rep.add_argument(
+        "--workers",
+        type=int,
+        default=usable_cores(),
+        help="processes drawing figures and cards (default: this machine's cores, %(default)s)",
     )
     feat = sub.add_parser("features", help="the most damaged features of a cell")
     feat.add_argument("sweeps", nargs="+", type=Path)
@@ -67,7 +74,7 @@ def _report(args: argparse.Namespace) -> int:
     col = collect(args.sweeps)
     out = args.out or args.sweeps[0] / "report"
     named = parse_named(args.feature)
-    page = write_report(col, out, args.n_boot, args.seed, args.cards, named)
+    page = write_report(col, out, args.n_boot, args.seed, args.cards, named, args.workers)
     log.info("done in %.1fs: open %s", time.perf_counter() - start, page)
     print(page)
     return 0

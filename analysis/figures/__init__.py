@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from analysis.figures.attribution import attribution_heatmap
@@ -17,6 +18,7 @@ from analysis.figures.survival import class_stacks, r_ecdf, survival_per_sae, su
 from analysis.figures.uncertainty import convergence, uncertainty_by_tokens
 from analysis.load.collect import Collection
 from analysis.tables.summarize import survival_summary
+from analysis.workers import pool, shared
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -44,24 +46,47 @@ def registry() -> list[Callable[[Context, Path], Figure]]:
     ]
 
 
-def make_figures(
-    col: Collection, out: Path, n_boot: int = 2000, seed: int = 0
-) -> tuple[list[Figure], list[tuple[str, str]]]:
-    """Draw every figure into out/; returns the figures written and (name, reason) skipped."""
+def figure_context(col: Collection, n_boot: int = 2000, seed: int = 0) -> Context:
+    """What every figure function gets: the collection, its survival summary, the thresholds."""
     any_summary = next(iter(col.summaries.values()), None)
     surv = (any_summary.config.get("survival") if any_summary else None) or {}
-    ctx = Context(
+    return Context(
         col=col,
         survival=survival_summary(col, n_boot, seed),
         n_sweeps=col.dims.sweeps,
         thresholds=(float(surv.get("survived", 0.9)), float(surv.get("blurred", 0.5))),
     )
-    written, skipped = [], []
-    for fn in registry():
-        try:
-            written.append(fn(ctx, out))
-            log.info("figure %s written", fn.__name__)
-        except SkipFigure as why:
-            skipped.append((fn.__name__, str(why)))
-            log.info("figure %s skipped: %s", fn.__name__, why)
-    return written, skipped
+
+
+def draw(fn: Callable[[Context, Path], Figure]) -> Figure | tuple[str, str]:
+    """One figure into the shared folder, or (its name, why it was skipped) (a drawing task)."""
+    ctx, out = shared("figures")
+    try:
+        figure = fn(ctx, out)
+    except SkipFigure as why:
+        log.info("figure %s skipped: %s", fn.__name__, why)
+        return fn.__name__, str(why)
+    log.info("figure %s written", fn.__name__)
+    return figure
+
+
+def submit_figures(executor: Executor) -> list[Future]:
+    """One drawing task per figure, on a pool that shares `figures` (its Context, out folder)."""
+    return [executor.submit(draw, fn) for fn in registry()]
+
+
+def gather_figures(futures: list[Future]) -> tuple[list[Figure], list[tuple[str, str]]]:
+    """The figures written, in report order, and (name, reason) of those skipped."""
+    results = [future.result() for future in futures]
+    return [r for r in results if isinstance(r, Figure)], [
+        r for r in results if not isinstance(r, Figure)
+    ]
+
+
+def make_figures(
+    col: Collection, out: Path, n_boot: int = 2000, seed: int = 0, workers: int = 1
+) -> tuple[list[Figure], list[tuple[str, str]]]:
+    """Draw every figure into out/ on `workers` processes; returns the figures written and
+    (name, reason) of those skipped."""
+    with pool(workers, figures=(figure_context(col, n_boot, seed), out)) as executor:
+        return gather_figures(submit_figures(executor))

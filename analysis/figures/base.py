@@ -54,6 +54,10 @@ def save(fig: plt.Figure, out: Path, name: str, title: str, question: str) -> Fi
     """Write PNG (300 dpi) and SVG at the figure's exact size; close it."""
     out.mkdir(parents=True, exist_ok=True)
     png, svg = out / f"{name}.png", out / f"{name}.svg"
+    # Solve the layout once and keep it for both files: a layout engine left on the figure
+    # solves it again, twice, at every savefig.
+    fig.draw_without_rendering()
+    fig.set_layout_engine(None)
     fig.savefig(png, dpi=DPI)
     fig.savefig(svg)
     w, h = fig.get_size_inches()

@@ -64,6 +64,7 @@ def convergence(ctx: Context, out: Path) -> Figure:
         ax.set_xscale("log")
         ax.set_xlabel("measured tokens (nested subsets of whole blocks)")
         ax.set_ylabel("% of active features survived")
+        ax.ticklabel_format(axis="y", useOffset=False)  # 100.00, not +1e2 and 0.00
         verdict = {True: "settled", False: "NOT settled", None: "not checked"}[u.settled]
         ax.set_title(wrapped(f"{label(job, ctx.n_sweeps, with_bits=True)}: {verdict}"), fontsize=9)
         ax.grid(alpha=0.3)

@@ -12,6 +12,7 @@ import html
 import io
 import logging
 import re
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from analysis.load.contexts import (
 )
 from analysis.tables.attribution import worst_parts
 from analysis.tables.summarize import label
+from analysis.workers import pool, shared
+from sweep.results.columns import SURVIVED
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -84,10 +87,11 @@ class Card:
 
 
 def select(features: pd.DataFrame, n: int, named: list[tuple[str | None, int]]) -> pd.DataFrame:
-    """One job's carded features: its n most damaged active ones, every watched one and every
-    named one, each once, with a `why` column saying which."""
+    """One job's carded features: its n most damaged active ones (blurred or destroyed, lowest r
+    first), every watched one and every named one, each once, with a `why` column saying which."""
     why: dict[tuple[str, int], list[str]] = {}
     active = features[features["active"].astype(bool) & features["damage"].notna()]
+    active = active[active["class"] != SURVIVED]  # a survivor is not damaged, however low its r
     ranked = active.sort_values(["damage", "feature"], ascending=[False, True]).head(n)
     for i, (sae, f) in enumerate(zip(ranked["sae"], ranked["feature"], strict=True)):
         why.setdefault((str(sae), int(f)), []).append(f"most damaged #{i + 1}")
@@ -159,6 +163,13 @@ def with_worst_part(feats: pd.DataFrame, worst: pd.DataFrame) -> pd.DataFrame:
     return feats.assign(worst_part=[text.get(k) for k in keys])
 
 
+def job_label(col: Collection, key: str) -> str:
+    """The label of a collected job ("sweep/key") as figures and tables name it."""
+    sweep, job_key = key.split("/", 1)
+    job = col.jobs[(col.jobs["sweep"] == sweep) & (col.jobs["key"] == job_key)].iloc[0]
+    return label(job, col.dims.sweeps, with_bits=True)
+
+
 def job_cards(
     col: Collection,
     key: str,
@@ -171,8 +182,7 @@ def job_cards(
     sweep, job_key = key.split("/", 1)
     feats = col.features[(col.features["sweep"] == sweep) & (col.features["key"] == job_key)]
     feats = with_worst_part(feats, worst)
-    job = col.jobs[(col.jobs["sweep"] == sweep) & (col.jobs["key"] == job_key)].iloc[0]
-    name = label(job, col.dims.sweeps, with_bits=True)
+    name = job_label(col, key)
     cards = []
     for row in select(feats, n, named).to_dict("records"):
         sae, f = str(row["sae"]), int(row["feature"])
@@ -197,26 +207,73 @@ def job_cards(
     return cards
 
 
-def build_cards(
+@dataclass
+class CardInputs:
+    """What every job's cards are drawn from (shared with the drawing workers)."""
+
+    col: Collection
+    n: int
+    named: list[tuple[str | None, int]]
+    worst: pd.DataFrame
+
+
+def card_inputs(
     col: Collection, n: int = 8, named: list[tuple[str | None, int]] | None = None
+) -> CardInputs:
+    """The cards' inputs: `n` most damaged per job, the named features, attribution's parts."""
+    return CardInputs(col, n, named or [], worst_parts(col))
+
+
+@dataclass
+class JobCards:
+    """One job's cards, and a note when it has no contexts or no damaged feature to card."""
+
+    cards: list[Card]
+    note: str | None = None
+    has_contexts: bool = True
+
+
+def draw_job_cards(key: str) -> JobCards:
+    """One collected job's cards (a drawing task)."""
+    inputs: CardInputs = shared("cards")
+    directory = inputs.col.dirs.get(key)
+    jc, reason = load_contexts(directory) if directory else (None, "not read from files")
+    if jc is None:
+        return JobCards([], f"{key}: no cards: {reason}", has_contexts=False)
+    cards = job_cards(inputs.col, key, jc, inputs.n, inputs.named, inputs.worst)
+    if inputs.n and not any(w.startswith("most damaged") for c in cards for w in c.why):
+        name = job_label(inputs.col, key)
+        return JobCards(cards, f"{name}: every active feature survived, none is carded")
+    return JobCards(cards)
+
+
+def submit_cards(executor: Executor) -> list[Future]:
+    """One drawing task per collected job, on the pool that shares `cards` (CardInputs)."""
+    inputs: CardInputs = shared("cards")
+    return [executor.submit(draw_job_cards, key) for key in inputs.col.summaries]
+
+
+def gather_cards(futures: list[Future]) -> tuple[list[Card], list[str]]:
+    """The jobs' cards in job order and their notes (said once when no job has contexts)."""
+    jobs: list[JobCards] = [future.result() for future in futures]
+    cards = [c for job in jobs for c in job.cards]
+    notes = [job.note for job in jobs if job.note]
+    missing = [job.note for job in jobs if not job.has_contexts]
+    log.info("cards: %d from %d jobs (%d without contexts)", len(cards), len(jobs), len(missing))
+    if len(missing) > 1 and len(missing) == len(jobs):
+        notes = [f"no cards: none of the {len(jobs)} jobs has recorded contexts ({missing[0]})"]
+    return cards, notes
+
+
+def build_cards(
+    col: Collection,
+    n: int = 8,
+    named: list[tuple[str | None, int]] | None = None,
+    workers: int = 1,
 ) -> tuple[list[Card], list[str]]:
     """Cards of every job with recorded contexts, and one note per job without them."""
-    cards: list[Card] = []
-    notes: list[str] = []
-    worst = worst_parts(col)
-    for key in col.summaries:
-        directory = col.dirs.get(key)
-        jc, reason = load_contexts(directory) if directory else (None, "not read from files")
-        if jc is None:
-            notes.append(f"{key}: no cards: {reason}")
-            continue
-        cards += job_cards(col, key, jc, n, named or [], worst)
-    log.info(
-        "cards: %d from %d jobs (%d without contexts)", len(cards), len(col.summaries), len(notes)
-    )
-    if len(notes) > 1 and len(notes) == len(col.summaries):  # no job has contexts: say it once
-        notes = [f"no cards: none of the {len(notes)} jobs has recorded contexts ({notes[0]})"]
-    return cards, notes
+    with pool(workers, cards=card_inputs(col, n, named)) as executor:
+        return gather_cards(submit_cards(executor))
 
 
 def _span(t: Token, value: float, rgb: str, scale: float) -> str:
@@ -292,11 +349,12 @@ def card_md(c: Card, png: str | None) -> str:
 def cards_section(cards: list[Card], notes: list[str], out: Path) -> tuple[str, str]:
     """The report's Feature cards section (HTML, Markdown); scatter PNGs go to out/cards/."""
     intro = (
-        "The most damaged active features of each job, every watched feature and every named "
-        "one. Contexts are the recorded top positions by FP activation, then those the "
-        "compressed model ranks top that FP did not; tokens are shaded by activation / the "
-        "feature's maximum (FP in blue, compressed in orange, same scale). Activations are "
-        "recorded only at top positions, so other tokens of a window stay unshaded."
+        "The most damaged active features of each job (blurred or destroyed, lowest r first), "
+        "every watched feature and every named one. Contexts are the recorded top positions by "
+        "FP activation, then those the compressed model ranks top that FP did not; tokens are "
+        "shaded by activation / the feature's maximum (FP in blue, compressed in orange, same "
+        "scale). Activations are recorded only at top positions, so other tokens of a window "
+        "stay unshaded."
     )
     h = [f"<p>{html.escape(intro)}</p>"] + [card_html(c) for c in cards]
     md = [intro + "\n"]

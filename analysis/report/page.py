@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.figures import make_figures
+from analysis.figures import figure_context, gather_figures, submit_figures
 from analysis.figures.base import Figure
 from analysis.formatting import cell, yaml_text
 from analysis.load.collect import Collection
 from analysis.load.configs import flat_config
 from analysis.report.cards import CSS as CARD_CSS
-from analysis.report.cards import build_cards, cards_section
+from analysis.report.cards import card_inputs, cards_section, gather_cards, submit_cards
 from analysis.tables.additivity import ADDITIVITY
 from analysis.tables.attribution import ATTRIBUTION
 from analysis.tables.fit import FIT_TITLES, fit_names
@@ -32,6 +32,7 @@ from analysis.tables.headline import (
     write_tables,
 )
 from analysis.tables.uncertainty import MIN_ACTIVE, OVERLAP_PAIRS, TOKEN_SET
+from analysis.workers import pool
 
 log = logging.getLogger("qfeat.analysis")
 
@@ -192,14 +193,22 @@ def write_report(
     seed: int = 0,
     cards: int = 8,
     named: list[tuple[str | None, int]] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Figures, tables, feature cards, report.html and report.md under out/ (and the cards
-    alone in cards.html); returns the report's HTML path. `cards`: most damaged per job."""
+    alone in cards.html); returns the report's HTML path. `cards`: most damaged per job;
+    `workers`: processes drawing the figures and cards while this one writes the tables."""
     out.mkdir(parents=True, exist_ok=True)
-    figures, skipped = make_figures(col, out / "figures", n_boot, seed)
-    tables, skipped_tables = write_tables(col, out / "tables", n_boot, seed)
+    drawn = {
+        "figures": (figure_context(col, n_boot, seed), out / "figures"),
+        "cards": card_inputs(col, cards, named),
+    }
+    with pool(workers, **drawn) as executor:
+        figure_tasks, card_tasks = submit_figures(executor), submit_cards(executor)
+        tables, skipped_tables = write_tables(col, out / "tables", n_boot, seed)
+        figures, skipped = gather_figures(figure_tasks)
+        built, notes = gather_cards(card_tasks)
     sections = _sections(col, figures, skipped, tables, skipped_tables)
-    built, notes = build_cards(col, cards, named)
     if built or notes:
         card_html, card_md = cards_section(built, notes, out)
         sections.insert(-3 if len(col.skipped) else -2, ("Feature cards", card_html, card_md))

@@ -23,23 +23,26 @@ def _check(frame: pd.DataFrame, name: str) -> None:
         raise QfeatError(f"frame {name} has duplicate (sae, feature) rows, e.g. {first}")
 
 
-def _keys(frame: pd.DataFrame) -> set[tuple[str, int]]:
-    return set(zip(frame["sae"].astype(str), frame["feature"].astype(np.int64), strict=True))
+def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    """The frame's (sae, feature) pairs, sorted (vectorised: no Python loop over features)."""
+    arrays = [frame["sae"].astype(str), frame["feature"].astype(np.int64)]
+    return pd.MultiIndex.from_arrays(arrays, names=KEYS).sort_values()
 
 
 def check_same_features(a: pd.DataFrame, b: pd.DataFrame) -> None:
     """Raise unless both frames describe exactly the same SAEs and feature indices."""
     _check(a, "a")
     _check(b, "b")
-    saes_a, saes_b = set(a["sae"].astype(str)), set(b["sae"].astype(str))
+    keys_a, keys_b = _keys(a), _keys(b)
+    if keys_a.equals(keys_b):
+        return
+    saes_a, saes_b = set(keys_a.unique(level="sae")), set(keys_b.unique(level="sae"))
     if saes_a != saes_b:
         raise QfeatError(f"frames come from different SAEs: {sorted(saes_a)} vs {sorted(saes_b)}")
-    keys_a, keys_b = _keys(a), _keys(b)
-    if keys_a != keys_b:
-        only_a, only_b = len(keys_a - keys_b), len(keys_b - keys_a)
-        raise QfeatError(
-            f"frames cover different feature sets ({only_a} features only in a, {only_b} only in b)"
-        )
+    only_a, only_b = len(keys_a.difference(keys_b)), len(keys_b.difference(keys_a))
+    raise QfeatError(
+        f"frames cover different feature sets ({only_a} features only in a, {only_b} only in b)"
+    )
 
 
 def jaccard(damaged_a: np.ndarray, damaged_b: np.ndarray) -> tuple[float, str | None]:

@@ -145,6 +145,20 @@ def test_report_skips_absent_figures_with_a_note(sweep: Path) -> None:
     assert (sweep / "report" / "tables" / "headline.csv").is_file()
 
 
+def test_a_report_drawn_by_two_workers_equals_one_drawn_in_place(sweep: Path) -> None:
+    col = collect([sweep])
+    pages = {w: write_report(col, sweep / f"report{w}", n_boot=200, workers=w) for w in (1, 2)}
+    files = {
+        w: sorted(p.relative_to(page.parent) for p in page.parent.rglob("*.png"))
+        for w, page in pages.items()
+    }
+    assert files[1] == files[2] and files[1]
+    for name in files[1]:
+        assert (pages[1].parent / name).read_bytes() == (pages[2].parent / name).read_bytes()
+    stamped = [p.read_text().split("generated", 1)[1].split("UTC", 1)[1] for p in pages.values()]
+    assert stamped[0] == stamped[1]  # the same page after its time stamp
+
+
 class FakeFile:
     """wandb's File: download() writes the stored JSON under root."""
 

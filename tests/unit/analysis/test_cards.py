@@ -149,6 +149,37 @@ def test_cards_are_the_most_damaged_the_watched_and_the_named(sweep: Path) -> No
     assert by_feature[9].windows == [] and by_feature[9].scatter is None
 
 
+def test_only_blurred_or_destroyed_features_are_carded_as_most_damaged(sweep: Path) -> None:
+    cards, _ = build_cards(collect([sweep]), n=8)
+    per_job = [c for c in cards if c.anchor.startswith("card-cards_sweep-" + "a" * 16)]
+    why = {int(c.title.rsplit(" ", 1)[1]): c.why for c in per_job}
+    # r 0.1, 0.6, 0.8 are damaged; survivor 0.91 is not carded though 8 were asked for
+    assert why == {
+        7: ["most damaged #1"],
+        6: ["most damaged #2"],
+        5: ["most damaged #3"],
+        WATCHED: ["watched"],
+    }
+
+
+def test_a_job_whose_features_all_survived_gets_a_note_instead(tmp_path: Path) -> None:
+    root = tmp_path / "survivors"
+    d = write_job(root, "e" * 16, bits=8, frame=features_frame([0.99, 0.95, np.nan]))
+    contexts_frame().to_parquet(d / CONTEXTS_FILE, index=False)
+    tokens_frame().to_parquet(d / TOKENS_FILE, index=False)
+    cards, notes = build_cards(collect([root]), n=8)
+    assert cards == []
+    assert len(notes) == 1 and notes[0].endswith("every active feature survived, none is carded")
+
+
+def test_cards_drawn_by_two_workers_equal_those_drawn_in_place(sweep: Path) -> None:
+    col = collect([sweep])
+    named = [(None, 1)]
+    in_place = build_cards(col, n=2, named=named, workers=1)
+    forked = build_cards(col, n=2, named=named, workers=2)
+    assert repr(forked) == repr(in_place)  # repr: NaN activations compare equal there
+
+
 class Tags(HTMLParser):
     """Every start tag, and the text of each token span."""
 
