@@ -48,23 +48,22 @@ def _effects(
     batch_size: int,
 ) -> dict[tuple[str, str], Effects]:
     """Steering and ablation effects of every sampled feature in one model."""
-    return {
-        (hook, mode): feature_effects(
+    out = {}
+    for hook in (h for h in saes if samples[h]):
+        by_mode = feature_effects(
             lm,
             saes[hook],
             hook,
             samples[hook],
             tokens,
-            mode,
+            MODES,
             fid.alpha,
             scales[hook],
             first,
             batch_size,
         )
-        for hook in saes
-        if samples[hook]
-        for mode in MODES
-    }
+        out.update({(hook, mode): effects for mode, effects in by_mode.items()})
+    return out
 
 
 def measure_fidelity(

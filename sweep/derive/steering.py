@@ -46,6 +46,23 @@ def feature_group_size(rows: int, positions: int, vocab: int) -> int:
     return max(1, EDIT_BLOCK_ELEMENTS // (rows * positions * vocab))
 
 
+def _edit(
+    mode: str,
+    alpha: float,
+    scales: torch.Tensor,
+    w_dec: torch.Tensor,
+    codes: torch.Tensor,
+    mask: torch.Tensor,
+    rows_shape: torch.Size,
+    js: list[int],
+) -> torch.Tensor:
+    """The residual change of features `js` [features, rows, pos, d_model] in `mode`."""
+    if mode == STEER:
+        steer = (alpha * scales[js].to(w_dec))[:, None, None, None] * w_dec[js, None, None]
+        return mask * steer.expand(-1, *rows_shape, -1)
+    return mask * (-codes[..., js].movedim(-1, 0)[..., None] * w_dec[js, None, None])
+
+
 @torch.no_grad()
 def feature_effects(
     lm: HookedLM,
@@ -53,47 +70,47 @@ def feature_effects(
     hook: str,
     features: list[int],
     tokens: torch.Tensor,
-    mode: str,
+    modes: tuple[str, ...],
     alpha: float,
     scales: torch.Tensor,
     first: int,
     batch_size: int,
-) -> Effects:
-    """Effects of steering or ablating each feature in `features` on `tokens` [n, seq_len].
+) -> dict[str, Effects]:
+    """Effects of steering and/or ablating (`modes`) each feature in `features` on `tokens`
+    [n, seq_len], one Effects per mode.
 
     `scales` [len(features)] are the features' FP peak activations (steering strength unit).
-    Positions before `first` (BOS) are never edited nor scored. Several features share one
-    forward: the batch is repeated once per feature and each copy gets its own edit.
+    Positions before `first` (BOS) are never edited nor scored. The unedited forward of a batch
+    serves every mode; several features share one edited forward: the batch is repeated once
+    per feature and each copy gets its own edit.
     """
     n, vocab = len(features), lm.d_vocab
-    mean_effect = torch.zeros(n, vocab, dtype=torch.float64)
-    kl = torch.zeros(n, dtype=torch.float64)
+    mean_effect = {m: torch.zeros(n, vocab, dtype=torch.float64) for m in modes}
+    kl = {m: torch.zeros(n, dtype=torch.float64) for m in modes}
     count = 0
     w_dec = sae.W_dec[features].detach()
     for batch in batches(tokens, batch_size):
         batch = batch.to(lm.device)
         base, codes = _base(lm, sae, hook, batch, features)
         scored = base[:, first:]
+        p_base = scored.exp().flatten()
         mask = torch.zeros(batch.shape[1], 1, device=lm.device, dtype=w_dec.dtype)
         mask[first:] = 1
         count += scored.shape[0] * scored.shape[1]
         group = feature_group_size(*batch.shape, vocab)
-        for lo in range(0, n, group):
+        for mode, lo in ((m, lo) for m in modes for lo in range(0, n, group)):
             js = list(range(lo, min(n, lo + group)))
-            if mode == STEER:
-                steer = (alpha * scales[js].to(w_dec))[:, None, None, None] * w_dec[js, None, None]
-                change = mask * steer.expand(-1, *batch.shape, -1)
-            else:
-                change = mask * (-codes[..., js].movedim(-1, 0)[..., None] * w_dec[js, None, None])
+            change = _edit(mode, alpha, scales, w_dec, codes, mask, batch.shape, js)
             change = change.flatten(0, 1)  # [features × rows, pos, d_model]
             stacked = batch.repeat(len(js), 1)
             with edited_residual(lm, hook, lambda h, c=change: h + c.to(h.dtype)):
                 edited = next_token_logprobs(lm(stacked)).double()[:, first:]
-            edited = edited.unflatten(0, (len(js), batch.shape[0]))
-            diff = edited - scored
-            mean_effect[js] += diff.sum((1, 2)).cpu()
-            kl[js] += (scored.exp() * (scored - edited)).sum((1, 2, 3)).cpu()
-    return Effects(mean_effect / count, kl / count)
+            diff = edited.unflatten(0, (len(js), batch.shape[0])) - scored
+            mean_effect[mode][js] += diff.sum((1, 2)).cpu()
+            # KL(base ‖ edited) summed over tokens: Σ p_base (scored − edited), exactly 0
+            # where the edit changed nothing
+            kl[mode][js] -= (diff.flatten(1) @ p_base).cpu()
+    return {m: Effects(mean_effect[m] / count, kl[m] / count) for m in modes}
 
 
 def fidelity(fp: Effects, q: Effects) -> dict[str, np.ndarray]:

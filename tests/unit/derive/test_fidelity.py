@@ -37,8 +37,8 @@ def active_features(tiny) -> list[int]:
 def effects(tiny, lm, features, mode, alpha=2.0):
     scales = torch.ones(len(features), dtype=torch.float64)
     return feature_effects(
-        lm, tiny.sae, tiny.hook, features, tiny.tokens[:4], mode, alpha, scales, 1, 2
-    )
+        lm, tiny.sae, tiny.hook, features, tiny.tokens[:4], (mode,), alpha, scales, 1, 2
+    )[mode]
 
 
 @pytest.mark.parametrize("mode", [STEER, ABLATE])
@@ -84,8 +84,8 @@ def test_several_features_in_one_forward_equal_each_feature_alone(tiny, active_f
     tokens, alpha = tiny.tokens[:4], 2.5
     scales = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     ours = feature_effects(
-        tiny.model, tiny.sae, tiny.hook, active_features, tokens, mode, alpha, scales, 1, 2
-    )
+        tiny.model, tiny.sae, tiny.hook, active_features, tokens, (mode,), alpha, scales, 1, 2
+    )[mode]
     with torch.no_grad():
         base = next_token_logprobs(tiny.tl(tokens)).double()[:, 1:]
     for j, feature in enumerate(active_features):
