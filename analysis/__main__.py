@@ -11,6 +11,7 @@ from pathlib import Path
 from analysis.load.collect import AnalysisError, collect
 from analysis.load.contexts import parse_named
 from analysis.workers import usable_cores
+from sweep.base.shutdown import skip_final_collection
 
 PROG = "qfeat-analysis"
 log = logging.getLogger("qfeat.analysis")
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] not in ("report", "features", "-h", "--help"):
         argv.insert(0, "report")
     args = parser().parse_args(argv)
+    skip_final_collection()
     if args.command is None:
         parser().print_help()
         return 2

@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from sweep.base import libraries
 from sweep.base.errors import QfeatError
 from sweep.base.paths import TINY_SAES
+from sweep.base.shutdown import skip_final_collection
 from sweep.compressors.gguf import read_artifact
 from sweep.config.compose import compose_config
 from sweep.config.compression import CompressionConfig
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fail-under then gates on these features alone",
     )
     args = parser.parse_args(argv)
+    skip_final_collection()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     pairs = [f.split("=", 1) for f in args.fields]
     fields = {k: v for k, v in pairs if k in ("base", "reference", "candidate", "sae", "data")}

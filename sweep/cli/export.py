@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sweep.base.atomic import check_writable
 from sweep.base.errors import QfeatError
+from sweep.base.shutdown import skip_final_collection
 from sweep.compressors.ct_format import exact_in_format, rtn_scales, save_rtn_compressed
 from sweep.config.compose import compose_config, search_path
 from sweep.config.compression import GGUFConfig, MixedConfig
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         help="another config directory, as launch.py's (a qfeat-plan OUT: compression=plan)",
     )
     args = parser.parse_intermixed_args(argv)  # --config-dir before or among the overrides
+    skip_final_collection()
     try:
         print(f"wrote {export(args.out, args.overrides, args.config_dir)}")
     except QfeatError as err:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from sweep.base.atomic import write_json_atomic
 from sweep.base.errors import QfeatError, one_line
+from sweep.base.shutdown import skip_final_collection
 from sweep.job.keys import JobPlan, completed, plan_job
 from sweep.job.outcomes import COMPLETE, SKIPPED, Outcome, finished, write_outcome
 from sweep.results.files import FAILURE_FILE
@@ -62,6 +63,7 @@ def execute(cfg: DictConfig, plan: JobPlan) -> tuple[Summary, bool]:
         return done, True
     from sweep.job.run import run  # torch, transformers, SAE-Lens: only for work to do
 
+    skip_final_collection()
     result = run(cfg, plan)
     return result.summary, result.skipped
 

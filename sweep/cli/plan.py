@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from sweep.base.errors import QfeatError
+from sweep.base.shutdown import skip_final_collection
 from sweep.planning.planner import make_plan
 from sweep.planning.report import summary_line, table, write_outputs
 from sweep.planning.request import parse_request
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="directory for the plan and its jobs")
     parser.add_argument("args", nargs="*", help="key=value fields and Hydra overrides")
     args = parser.parse_args(argv)
+    skip_final_collection()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
         plan = make_plan(parse_request(args.out.resolve(), args.args))
