@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, SUBPROCESS_TIMEOUT_S
 
 PROBE = """
 import atexit, gc
@@ -20,7 +20,12 @@ print("frozen now:", gc.get_freeze_count() > 0)
 
 def test_the_heap_is_frozen_at_exit_once_and_after_later_handlers() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
     ).stdout.splitlines()
     assert out == [
         "registered: 1",
