@@ -78,9 +78,9 @@ def submit_figures(executor: Executor) -> list[Future]:
 def gather_figures(futures: list[Future]) -> tuple[list[Figure], list[tuple[str, str]]]:
     """The figures written, in report order, and (name, reason) of those skipped."""
     results = [future.result() for future in futures]
-    return [r for r in results if isinstance(r, Figure)], [
-        r for r in results if not isinstance(r, Figure)
-    ]
+    written = [r for r in results if isinstance(r, Figure)]
+    skipped = [r for r in results if not isinstance(r, Figure)]
+    return written, skipped
 
 
 def make_figures(
