@@ -14,7 +14,7 @@ from scipy.stats import pearsonr
 
 from analysis.formatting import number, percent
 from analysis.load.collect import Collection
-from analysis.tables.attribution import PART, WHOLE, part_features
+from analysis.tables.attribution import PART, WHOLE, part_features, shown_columns
 from sweep.results.columns import SURVIVED
 
 ALL_LAYERS = "all"
@@ -101,11 +101,7 @@ def additivity(col: Collection) -> pd.DataFrame:
 
 def additivity_table(col: Collection) -> pd.DataFrame:
     """The report's additivity table (sweep and configuration only when they vary)."""
-    t = additivity(col)
-    drop = {"sweep"} if col.dims.sweeps == 1 else set()
-    if t.empty or not t["setting"].astype(bool).any():
-        drop.add("setting")
-    return t.reindex(columns=[c for c in ADDITIVITY if c not in drop])
+    return shown_columns(additivity(col), ADDITIVITY, col)
 
 
 def _sentence(r: pd.Series) -> str:

@@ -150,14 +150,18 @@ def attribution(col: Collection) -> pd.DataFrame:
     return t.drop(columns="order")
 
 
-def attribution_table(col: Collection) -> pd.DataFrame:
-    """The report's attribution table: `attribution` with its display columns (sweep only when
-    there are several, configuration only when something beyond method and bits varies)."""
-    t = attribution(col)
+def shown_columns(t: pd.DataFrame, names: dict[str, str], col: Collection) -> pd.DataFrame:
+    """`t` with the display columns of `names`: sweep only when there are several,
+    configuration (setting) only when something beyond method and bits varies."""
     drop = {"sweep"} if col.dims.sweeps == 1 else set()
     if t.empty or not t["setting"].astype(bool).any():
         drop.add("setting")
-    return t.reindex(columns=[c for c in ATTRIBUTION if c not in drop])
+    return t.reindex(columns=[c for c in names if c not in drop])
+
+
+def attribution_table(col: Collection) -> pd.DataFrame:
+    """The report's attribution table: `attribution` with its display columns."""
+    return shown_columns(attribution(col), ATTRIBUTION, col)
 
 
 def worst_parts(col: Collection) -> pd.DataFrame:
