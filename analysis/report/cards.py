@@ -58,6 +58,7 @@ STATS = {
     "dec_norm": "decoder norm",
     "worst_part": "part damaging it most alone (its r)",
 }
+MOST_DAMAGED = "most damaged"  # a card's reason: one of its job's n most damaged features
 FP_RGB, Q_RGB = "25,113,194", "232,89,12"
 MAX_ALPHA = 0.7  # the feature's maximum: strong shading that leaves the token readable
 CSS = """
@@ -94,7 +95,7 @@ def select(features: pd.DataFrame, n: int, named: list[tuple[str | None, int]]) 
     active = active[active["class"] != SURVIVED]  # a survivor is not damaged, however low its r
     ranked = active.sort_values(["damage", "feature"], ascending=[False, True]).head(n)
     for i, (sae, f) in enumerate(zip(ranked["sae"], ranked["feature"], strict=True)):
-        why.setdefault((str(sae), int(f)), []).append(f"most damaged #{i + 1}")
+        why.setdefault((str(sae), int(f)), []).append(f"{MOST_DAMAGED} #{i + 1}")
     for sae, f in features.loc[features["watched"], ["sae", "feature"]].itertuples(index=False):
         why.setdefault((str(sae), int(f)), []).append("watched")
     for hook, idx in named:
@@ -241,7 +242,7 @@ def draw_job_cards(key: str) -> JobCards:
     if jc is None:
         return JobCards([], f"{key}: no cards: {reason}", has_contexts=False)
     cards = job_cards(inputs.col, key, jc, inputs.n, inputs.named, inputs.worst)
-    if inputs.n and not any(w.startswith("most damaged") for c in cards for w in c.why):
+    if inputs.n and not any(w.startswith(MOST_DAMAGED) for c in cards for w in c.why):
         name = job_label(inputs.col, key)
         return JobCards(cards, f"{name}: every active feature survived, none is carded")
     return JobCards(cards)

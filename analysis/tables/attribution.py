@@ -91,6 +91,7 @@ def selections(col: Collection) -> pd.DataFrame:
         config = flat_config(s)
         rest = {k: v for k, v in config.items() if k not in (TARGETS, BLOCKS)}
         kinds, blocks = chosen
+        what = scope(kinds, blocks)
         rows.append(
             {
                 "sweep": sweep,
@@ -102,9 +103,9 @@ def selections(col: Collection) -> pd.DataFrame:
                     f"{col.dims.names[k]}={config_value(config.get(k))}" for k in varying
                 ),
                 "bits": s.bits,
-                "scope": scope(kinds, blocks),
+                "scope": what,
                 "part": part_label(kinds, blocks),
-                "order": (SCOPES.index(scope(kinds, blocks)), blocks or (), _kind_order(kinds)),
+                "order": (SCOPES.index(what), blocks or (), _kind_order(kinds)),
                 "n_matrices": s.metrics.n_compressed_matrices,
             }
         )
